@@ -1,0 +1,5 @@
+"""Model families, one per module."""
+
+from . import vae
+
+__all__ = ["vae"]

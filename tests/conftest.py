@@ -1,0 +1,12 @@
+"""Shared test setup: every test gets its own empty gmlib cache and runs outside FAST mode unless it asks."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_gmlib_env(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("GMLIB_CACHE", str(tmp_path_factory.mktemp("gmlib-cache")))
+    monkeypatch.delenv("GMLIB_FAST", raising=False)
+    monkeypatch.delenv("GMLIB_DEVICE", raising=False)
