@@ -87,6 +87,7 @@ def fit(
     optimizers: Sequence[torch.optim.Optimizer] | None = None,
     step_fn: StepFn | None = None,
     max_steps: int | None = None,
+    max_seconds: float | None = None,
     callbacks: Sequence[Callback] = (),
     device: torch.device | str | None = None,
     progress: bool = True,
@@ -95,7 +96,8 @@ def fit(
     """Train `model` on batches from `loader`; returns the `History`.
 
     `device` defaults to `get_device()`; the model and every batch are moved there. `max_steps` stops early
-    (FAST mode caps it at `FAST_MAX_STEPS`). The model is left in eval mode.
+    (FAST mode caps it at `FAST_MAX_STEPS`); `max_seconds` stops after that much training time (a fixed
+    compute budget, used by the benchmarks). The model is left in eval mode.
     """
     device = torch.device(device) if device is not None else get_device()
     model.to(device)
@@ -115,6 +117,7 @@ def fit(
     bar = tqdm(total=total, disable=not progress, leave=False, desc=type(model).__name__)
     start = time.perf_counter()
     step = 0
+    out_of_time = False
     model.train()
     try:
         for _ in range(epochs):
@@ -122,6 +125,9 @@ def fit(
             count = 0
             for batch in loader:
                 if max_steps is not None and step >= max_steps:
+                    break
+                if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+                    out_of_time = True
                     break
                 logs = step_fn(model, to_device(batch, device), optimizers)
                 history.log_step(logs)
@@ -136,7 +142,7 @@ def fit(
                     bar.set_postfix(loss=f"{logs['loss']:.4g}", refresh=False)
             if count:
                 history.log_epoch({k: v / count for k, v in sums.items()})
-            if max_steps is not None and step >= max_steps:
+            if out_of_time or (max_steps is not None and step >= max_steps):
                 break
     finally:
         bar.close()

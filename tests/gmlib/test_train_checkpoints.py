@@ -47,6 +47,19 @@ def test_fit_calls_callbacks_and_respects_max_steps():
     assert seen == [(i, True) for i in range(1, 14)]
 
 
+def test_max_seconds_stops_training():
+    """Does fit stop once max_seconds of training time have passed, even with many epochs left?"""
+    import time
+
+    class Slow(Quadratic):
+        def loss(self, batch):
+            time.sleep(0.01)
+            return super().loss(batch)
+
+    history = fit(Slow(), loader(), epochs=1000, max_seconds=0.3, device="cpu", progress=False)
+    assert 5 <= history.num_steps <= 40 and history.seconds < 1.0
+
+
 def test_fast_mode_caps_steps(monkeypatch):
     """Does GMLIB_FAST=1 cap the number of steps inside fit?"""
     monkeypatch.setenv("GMLIB_FAST", "1")
