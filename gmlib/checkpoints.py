@@ -58,10 +58,11 @@ def config_key(**parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def checkpoint_path(name: str, model: nn.Module, *, config=None, data_key=None) -> Path:
-    """Where `load_or_train` keeps (or would keep) this model's weights."""
+def checkpoint_path(name: str, model: nn.Module, *, config=None, data_key=None, fast: bool | None = None) -> Path:
+    """Where `load_or_train` keeps (or would keep) this model's weights (`fast` defaults to GMLIB_FAST)."""
     extra = model.cache_key() if hasattr(model, "cache_key") else None
-    key = config_key(cls=type(model).__qualname__, config=config, data=data_key, extra=extra, fast=fast_mode())
+    fast = fast_mode() if fast is None else fast
+    key = config_key(cls=type(model).__qualname__, config=config, data=data_key, extra=extra, fast=fast)
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     return cache_dir() / f"{safe}-{key}.pt"
 
@@ -74,13 +75,15 @@ def load_or_train(
     config=None,
     data_key=None,
     retrain: bool = False,
+    fast: bool | None = None,
 ) -> tuple[nn.Module, History | None]:
     """Load `model`'s weights from the cache, or call `train(model)` and cache the result.
 
     Returns `(model, history)`; the history is the one recorded when the model was trained (None if the
     training function returned none). The model ends in eval mode on the device it had (or was trained on).
+    `fast` (default: GMLIB_FAST) is part of the key, so FAST-mode weights never stand in for a full run.
     """
-    path = checkpoint_path(name, model, config=config, data_key=data_key)
+    path = checkpoint_path(name, model, config=config, data_key=data_key, fast=fast)
     if path.exists() and not retrain:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)

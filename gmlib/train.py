@@ -92,19 +92,21 @@ def fit(
     device: torch.device | str | None = None,
     progress: bool = True,
     history: History | None = None,
+    fast: bool | None = None,
 ) -> History:
     """Train `model` on batches from `loader`; returns the `History`.
 
     `device` defaults to `get_device()`; the model and every batch are moved there. `max_steps` stops early
     (FAST mode caps it at `FAST_MAX_STEPS`); `max_seconds` stops after that much training time (a fixed
-    compute budget, used by the benchmarks). The model is left in eval mode.
+    compute budget, used by the benchmarks). `fast` overrides GMLIB_FAST for this call (False for networks that
+    must never be shortened, like the metrics' feature networks). The model is left in eval mode.
     """
     device = torch.device(device) if device is not None else get_device()
     model.to(device)
     if optimizers is None:
         optimizers = [torch.optim.Adam(model.parameters(), lr=lr)]
     step_fn = step_fn or default_step
-    if fast_mode():
+    if fast_mode() if fast is None else fast:
         max_steps = min(max_steps or FAST_MAX_STEPS, FAST_MAX_STEPS)
     history = history or History()
     try:
