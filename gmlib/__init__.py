@@ -1,6 +1,6 @@
 """gmlib: reference implementations and tools for the course Generative Models, Hands-On."""
 
-from . import data, grading, models, viz
+from . import data, diffusion, grading, models, viz
 from .checkpoints import load_or_train
 from .config import cache_dir, fast_mode
 from .device import device_of, get_device, seed_everything, to_device
@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "data",
+    "diffusion",
     "grading",
     "models",
     "viz",

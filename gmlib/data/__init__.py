@@ -33,3 +33,9 @@ __all__ = [
     "load_mnist",
     "load_fashion_mnist",
 ]
+
+from gmlib.data.sprites import *  # noqa: E402,F403  (sprites' own __all__)
+from gmlib.data.sprites import __all__ as _sprites_all  # noqa: E402
+from gmlib.data.text import TEXT_CORPORA, load_corpus  # noqa: E402
+
+__all__ += [*_sprites_all, "TEXT_CORPORA", "load_corpus"]

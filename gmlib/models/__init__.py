@@ -1,5 +1,5 @@
 """Model families, one per module."""
 
-from . import vae
+from . import ae, ddpm, ebm, flows, gan, pixelcnn, rbm, text, vae, vqvae
 
-__all__ = ["vae"]
+__all__ = ["ae", "ddpm", "ebm", "flows", "gan", "pixelcnn", "rbm", "text", "vae", "vqvae"]

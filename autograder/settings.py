@@ -1,0 +1,69 @@
+"""The one place the nbgrader configuration of this course is built.
+
+`autograder/nbgrader_config.py` (plain `nbgrader ...` commands) and the `gm-grade` CLI both call
+`nbgrader_config`, so a course root is configured the same way whichever tool drives nbgrader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nbgrader.converters import Autograde
+from nbgrader.converters.generate_feedback import GenerateFeedback
+from nbgrader.preprocessors import ClearHiddenTests, Execute
+from traitlets.config import Config
+
+from .execute import GradingExecute
+from .feedback import HideHiddenTestTracebacks
+
+__all__ = ["nbgrader_config", "SOURCE_DIR", "RELEASE_DIR", "STATE_DIR", "CELL_TIMEOUT", "KERNEL_ENV"]
+
+SOURCE_DIR = "solutions"  # the repository's nbgrader source folder (notebooks with solutions + hidden tests)
+RELEASE_DIR = "course"  # the repository's student notebooks, generated from SOURCE_DIR
+STATE_DIR = "autograder"  # submitted/, autograded/, feedback/ and gradebook.db of plain nbgrader commands
+
+CELL_TIMEOUT = 60  # seconds a single cell may run while grading
+KERNEL_STARTUP_TIMEOUT = 120  # seconds for a kernel to start (a cold torch import can take a while)
+KERNEL_ENV = {"GMLIB_FAST": "1"}  # grading never depends on training: lessons train a few steps only
+
+
+def nbgrader_config(
+    root: str | Path,
+    *,
+    source_directory: str = "source",
+    release_directory: str = "release",
+    state_directory: str = ".",
+    timeout: int = CELL_TIMEOUT,
+    kernel_env: dict[str, str] | None = None,
+) -> Config:
+    """nbgrader configuration of a course root.
+
+    root: the course root; the other folders are relative to it. With the defaults this is a plain nbgrader
+    course (source/, release/, submitted/, autograded/, feedback/, gradebook.db), as used by the CLI's
+    temporary and work roots; the repository itself uses solutions/, course/ and autograder/.
+    timeout: seconds per cell while autograding (the cell is interrupted and fails, the rest still runs).
+    kernel_env: variables added to the grading kernel's environment (default KERNEL_ENV).
+    """
+    root = Path(root).resolve()
+    state = Path(state_directory)
+    c = Config()
+    c.CourseDirectory.root = str(root)
+    c.CourseDirectory.source_directory = source_directory
+    c.CourseDirectory.release_directory = release_directory
+    c.CourseDirectory.submitted_directory = str(state / "submitted")
+    c.CourseDirectory.autograded_directory = str(state / "autograded")
+    c.CourseDirectory.feedback_directory = str(state / "feedback")
+    c.CourseDirectory.db_url = "sqlite:///" + str((root / state / "gradebook.db").resolve())
+
+    c.Execute.timeout = int(timeout)
+    c.Execute.startup_timeout = KERNEL_STARTUP_TIMEOUT
+    c.GradingExecute.kernel_env = dict(KERNEL_ENV if kernel_env is None else kernel_env)
+    # Autograde runs the student's notebook through GradingExecute instead of nbgrader's Execute.
+    c.Autograde.autograde_preprocessors = [
+        GradingExecute if pp is Execute else pp for pp in Autograde.autograde_preprocessors.default()
+    ]
+    # nbgrader's feedback shows the autograded notebook, where the hidden tests were put back: hide them,
+    # and the traceback lines that would quote them.
+    feedback = list(GenerateFeedback.preprocessors.default())
+    c.GenerateFeedback.preprocessors = feedback[:1] + [HideHiddenTestTracebacks, ClearHiddenTests] + feedback[1:]
+    return c

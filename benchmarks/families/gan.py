@@ -1,0 +1,59 @@
+"""GAN family for the benchmarks: a DCGAN (non-saturating loss) on the 8x8 digits.
+
+No likelihood: bits_per_dim is None; compare GANs by FID/KID on digit-classifier features.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from gmlib.data import load_digits
+from gmlib.models.gan import GAN, GANConfig, gan_step
+from gmlib.train import History, fit
+
+NAME = "gan"
+BATCH_SIZE = 64
+
+CONFIG = GANConfig(
+    data="image",
+    image_shape=(1, 8, 8),
+    latent_dim=32,
+    channels=64,
+    loss="nonsaturating",
+    lr_g=2e-4,
+    lr_d=2e-4,
+    betas=(0.5, 0.999),
+)
+
+
+def build() -> nn.Module:
+    return GAN(CONFIG)
+
+
+def train(model: nn.Module, budget_s: float, device) -> History:
+    data = load_digits("train")
+    loader = DataLoader(
+        data, batch_size=BATCH_SIZE, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(0)
+    )
+    model.to(device)
+    return fit(
+        model,
+        loader,
+        epochs=1_000_000,
+        optimizers=model.optimizers(),
+        step_fn=gan_step,
+        max_seconds=budget_s,
+        device=device,
+        progress=False,
+    )
+
+
+def sample(model: nn.Module, n: int, generator: torch.Generator | None = None) -> Tensor:
+    model.eval()
+    return model.sample(n, generator=generator).cpu()  # (n, 1, 8, 8) in [0, 1]
+
+
+def bits_per_dim(model: nn.Module, x_test: Tensor) -> float | None:
+    return None  # a GAN has no likelihood
