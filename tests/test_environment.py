@@ -41,7 +41,9 @@ def test_binder_uses_cpu_torch_and_installs_gmlib_in_student_mode():
     post = (ROOT / "binder/postBuild").read_text()
     assert "pip install" in post and "-e ." in post and "student-mode.sh" in post
     mode = (ROOT / "binder/student-mode.sh").read_text()
-    for ext in ["nbgrader.server_extensions.formgrader", "@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment"]:
+    instructor_tools = ["nbgrader.server_extensions.formgrader", "@jupyter/nbgrader:formgrader",
+                        "@jupyter/nbgrader:create-assignment"]
+    for ext in instructor_tools:
         assert ext in mode
 
 
