@@ -58,8 +58,9 @@ feedback: setup
 export: setup
 	$(BIN)/python -m autograder export --out autograder/grades.csv
 
-bench: setup  ## lesson budgets (time, peak memory) on one core; results in benchmarks/results/
+bench: setup  ## lesson budgets (benchmarks/results/) and every family vs baselines (benchmarks/RESULTS.md)
 	$(BIN)/python benchmarks/lesson_budget.py
+	$(BIN)/python benchmarks/run.py
 
 lint: setup
 	$(BIN)/ruff check gmlib autograder tests benchmarks
