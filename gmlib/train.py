@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .config import FAST_MAX_STEPS, fast_mode
 from .device import get_device, to_device
 
-__all__ = ["History", "fit", "default_step"]
+__all__ = ["History", "fit", "default_step", "split_batch"]
 
 Callback = Callable[[nn.Module, int, dict], None]
 StepFn = Callable[[nn.Module, object, Sequence[torch.optim.Optimizer]], dict]
@@ -58,6 +58,13 @@ class History:
     def from_dict(cls, d: dict) -> History:
         return cls(steps=d.get("steps", {}), epochs=d.get("epochs", {}),
                    num_steps=d.get("num_steps", 0), seconds=d.get("seconds", 0.0))
+
+
+def split_batch(batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The batch conventions of every model: x, or (x, y, ...) -> (x, y or None)."""
+    if isinstance(batch, (list, tuple)):
+        return batch[0], (batch[1] if len(batch) > 1 else None)
+    return batch, None
 
 
 def _as_float(v) -> float:

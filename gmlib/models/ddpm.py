@@ -27,6 +27,7 @@ from ..checkpoints import function_key
 from ..diffusion import DDIMScheduler, DDPMScheduler, NoiseSchedule, epsilon_loss, make_beta_schedule, q_sample
 from ..nn.blocks import randn_like_with
 from ..nn.unet import MLPDenoiser, UNet
+from ..train import split_batch
 
 __all__ = ["DDPMConfig", "DDPM", "guided_eps"]
 
@@ -89,11 +90,7 @@ class DDPM(nn.Module):
             self.denoiser = MLPDenoiser(config.data_dim, widths, num_classes=config.num_classes)
 
     # -- helpers
-    @staticmethod
-    def _split(batch) -> tuple[Tensor, Tensor | None]:
-        if isinstance(batch, (list, tuple)):
-            return batch[0], (batch[1] if len(batch) > 1 else None)
-        return batch, None
+    _split = staticmethod(split_batch)
 
     def cache_key(self) -> dict:
         """What besides the config determines the trained weights: the injected functions' code."""

@@ -45,6 +45,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 from ..checkpoints import function_key
 from ..data.toy2d import EIGHT_GAUSSIANS_CENTRES, EIGHT_GAUSSIANS_STD
 from ..nn import MLP, randn_like_with
+from ..train import split_batch
 
 __all__ = [
     "GANConfig",
@@ -318,10 +319,7 @@ class GAN(nn.Module):
 
     def split_batch(self, batch) -> tuple[Tensor, Tensor | None]:
         """batch = x or (x, y) in data units -> (x in model space, y or None)."""
-        if isinstance(batch, (list, tuple)):
-            x, y = batch[0], (batch[1] if len(batch) > 1 else None)
-        else:
-            x, y = batch, None
+        x, y = split_batch(batch)
         if self.config.num_classes == 0:
             y = None
         return self.to_model_space(x), y

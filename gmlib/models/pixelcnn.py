@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from ..checkpoints import function_key
 from ..nn.masked import MaskedConv2d, MaskFn
+from ..train import split_batch
 
 __all__ = [
     "PixelCNNConfig",
@@ -244,11 +245,7 @@ class PixelCNN(nn.Module):
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(ch, ch, 1), nn.ReLU(), nn.Conv2d(ch, config.levels * c_img, 1))
 
     # -- helpers
-    @staticmethod
-    def _split(batch) -> tuple[Tensor, Tensor | None]:
-        if isinstance(batch, (list, tuple)):
-            return batch[0], (batch[1] if len(batch) > 1 else None)
-        return batch, None
+    _split = staticmethod(split_batch)
 
     def _check_label(self, y: Tensor | None) -> Tensor | None:
         if self.config.num_classes == 0:

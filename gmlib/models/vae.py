@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ..checkpoints import function_key
 from ..nn import MLP, randn_like_with
+from ..train import split_batch
 
 __all__ = [
     "VAEConfig",
@@ -127,11 +128,7 @@ class VAE(nn.Module):
             raise ValueError("this VAE is conditional (num_classes > 0): pass the labels y")
         return torch.cat([h, F.one_hot(y.long(), self.config.num_classes).to(h.dtype)], dim=1)
 
-    @staticmethod
-    def _split(batch) -> tuple[Tensor, Tensor | None]:
-        if isinstance(batch, (list, tuple)):
-            return batch[0], (batch[1] if len(batch) > 1 else None)
-        return batch, None
+    _split = staticmethod(split_batch)
 
     def cache_key(self) -> dict:
         """What besides the config determines the trained weights: the injected functions' code."""
