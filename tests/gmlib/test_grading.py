@@ -56,3 +56,27 @@ def test_check_grad_detects_a_detached_result():
     y = torch.randn(3, requires_grad=True)
     with pytest.raises(AssertionError, match="`y`"):
         check_grad(x * 2 + y.detach(), {"x": x, "y": y})
+
+
+def test_yours_or_reference_falls_back_on_a_stub_and_says_so(capsys):
+    """Is the reference used (and named on stdout) while the student's function raises, and theirs once it works?"""
+    from gmlib.grading import yours_or_reference
+
+    def reference(x):
+        return x + 1
+
+    def stub(x):
+        raise NotImplementedError()
+
+    def wrong_shape(x):
+        return x.sum()
+
+    def trial(f):
+        check_shape(f(torch.zeros(3)), (3,), "f(x)")
+
+    assert yours_or_reference(stub, reference, trial) is reference
+    assert yours_or_reference(wrong_shape, reference, trial) is reference
+    out = capsys.readouterr()
+    assert "NotImplementedError" in out.out and "expected" in out.out and out.err == ""
+    assert yours_or_reference(reference, stub, trial, name="mine") is reference
+    assert "mine: using yours." in capsys.readouterr().out
