@@ -6,3 +6,7 @@
     sample(model, n: int, generator) -> Tensor       (n, 1, 8, 8) float in [0, 1]
     bits_per_dim(model, x_test) -> float | None      exact test bits/dim where the family has one, else None
 """
+
+import time
+
+CPU_CLOCK = time.process_time  # training budgets are CPU seconds (one torch thread): a busy machine does not shrink them

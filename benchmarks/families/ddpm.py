@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from benchmarks.families import CPU_CLOCK
 from gmlib.data import digits_loader
 from gmlib.models.ddpm import DDPM, DDPMConfig
 from gmlib.train import History, fit
@@ -60,7 +61,7 @@ class EMA:
 def train(model: nn.Module, budget_s: float, device) -> History:
     loader = digits_loader("train", "continuous", batch_size=BATCH_SIZE, shuffle=True, seed=0)
     ema = EMA(model, EMA_DECAY)
-    history = fit(model, loader, epochs=EPOCHS, lr=LR, max_seconds=budget_s, callbacks=[ema], device=device,
+    history = fit(model, loader, epochs=EPOCHS, lr=LR, max_seconds=budget_s, clock=CPU_CLOCK, callbacks=[ema], device=device,
                   progress=False)
     ema.copy_to_model()
     return history

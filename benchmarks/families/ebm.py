@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from benchmarks.families import CPU_CLOCK
 from gmlib.data import load_digits
 from gmlib.models.ebm import EBM, EBMConfig
 from gmlib.train import History, fit
@@ -47,7 +48,7 @@ def train(model: EBM, budget_s: float, device) -> History:
     loader = torch.utils.data.DataLoader(data, batch_size=BATCH_SIZE, shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=LR, betas=(0.0, 0.999))
-    return fit(model, loader, epochs=10_000, optimizers=[optimizer], max_seconds=budget_s, device=device,
+    return fit(model, loader, epochs=10_000, optimizers=[optimizer], max_seconds=budget_s, clock=CPU_CLOCK, device=device,
                progress=False)
 
 

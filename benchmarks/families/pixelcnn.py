@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from benchmarks.families import CPU_CLOCK
 from gmlib.data import digits_loader
 from gmlib.models.pixelcnn import PixelCNN, PixelCNNConfig
 from gmlib.train import History, fit
@@ -47,7 +48,8 @@ def build() -> nn.Module:
 
 def train(model: nn.Module, budget_s: float, device) -> History:
     loader = digits_loader("train", "continuous", batch_size=BATCH_SIZE, shuffle=True, seed=0)
-    return fit(model, loader, epochs=10_000, lr=LR, max_steps=MAX_STEPS, max_seconds=budget_s, device=device, progress=False)
+    return fit(model, loader, epochs=10_000, lr=LR, max_steps=MAX_STEPS, max_seconds=budget_s, clock=CPU_CLOCK,
+               device=device, progress=False)
 
 
 def sample(model: nn.Module, n: int, generator: torch.Generator | None) -> torch.Tensor:

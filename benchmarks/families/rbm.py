@@ -20,6 +20,7 @@ import math
 import torch
 from torch import Tensor
 
+from benchmarks.families import CPU_CLOCK
 from gmlib.data import load_digits
 from gmlib.models.rbm import MAX_ENUMERATION_BITS, RBM, RBMConfig
 from gmlib.train import History, fit
@@ -44,7 +45,8 @@ def train(model: RBM, budget_s: float, device) -> History:
         model.init_visible_bias(data.tensors[0])
     loader = torch.utils.data.DataLoader(data, batch_size=BATCH_SIZE, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
-    return fit(model, loader, epochs=100_000, optimizers=model.optimizers(), max_seconds=budget_s, device=device,
+    return fit(model, loader, epochs=100_000, optimizers=model.optimizers(), max_seconds=budget_s,
+               clock=CPU_CLOCK, device=device,
                progress=False)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from benchmarks.families import CPU_CLOCK
 from gmlib.data import digits_loader, load_digits
 from gmlib.models.vqvae import VQVAE, VQVAEConfig
 from gmlib.train import fit
@@ -30,7 +31,7 @@ def build():
 
 def train(model, budget_s, device):
     history = fit(model, digits_loader("train", batch_size=64), epochs=10_000, lr=1e-3, max_seconds=budget_s,
-                  device=device, progress=False)
+                  clock=CPU_CLOCK, device=device, progress=False)
     model.fit_code_histogram(load_digits("train").tensors[0])
     return history
 

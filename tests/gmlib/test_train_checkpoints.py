@@ -60,6 +60,15 @@ def test_max_seconds_stops_training():
     assert 5 <= history.num_steps <= 40 and history.seconds < 1.0
 
 
+def test_max_seconds_counts_on_the_given_clock():
+    """Is the time budget read from `clock` (e.g. CPU time)? The clock ticks once per read: 0 at the start, then
+    1, 2, 3, 4 before the first four steps, and 5 (the budget) stops the fifth."""
+    ticks = iter(range(10_000))
+    history = fit(Quadratic(), loader(), epochs=1000, max_seconds=5, clock=lambda: next(ticks), device="cpu",
+                  progress=False)
+    assert history.num_steps == 4
+
+
 def test_fast_mode_caps_steps(monkeypatch):
     """Does GMLIB_FAST=1 cap the number of steps inside fit?"""
     monkeypatch.setenv("GMLIB_FAST", "1")
