@@ -79,7 +79,7 @@ def test_device_follows_the_parameters(case):
     loss, _ = model.loss(batch)
     assert loss.device.type == "cuda"
     kwargs = {k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in case.sample_kwargs.items()}
-    s = model.sample(2, **kwargs)
+    s = model.sample(4, **kwargs)  # sample_kwargs (labels, for instance) are built for n = 4
     s = s[0] if isinstance(s, tuple) else s
     if isinstance(s, torch.Tensor):
         assert s.device.type == "cuda"
