@@ -7,10 +7,11 @@
         x, x0_pred = scheduler.step(model(x, t), t, x)
 """
 
-from .ddim import DDIMScheduler
-from .ddpm import DDPMScheduler, StepOutput, spaced_timesteps
+from .ddim import DDIMScheduler, ddim_step
+from .ddpm import DDPMScheduler, StepOutput, ddpm_step, spaced_timesteps
 from .schedules import (
     NoiseSchedule,
+    alpha_bar_from_betas,
     cosine_beta_schedule,
     epsilon_loss,
     extract,
@@ -24,6 +25,7 @@ from .schedules import (
 __all__ = [
     "NoiseSchedule",
     "extract",
+    "alpha_bar_from_betas",
     "linear_beta_schedule",
     "cosine_beta_schedule",
     "make_beta_schedule",
@@ -33,6 +35,8 @@ __all__ = [
     "posterior_mean_variance",
     "DDPMScheduler",
     "DDIMScheduler",
+    "ddpm_step",
+    "ddim_step",
     "StepOutput",
     "spaced_timesteps",
 ]

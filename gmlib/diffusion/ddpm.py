@@ -16,6 +16,9 @@ One step (Ho et al., Algorithm 2, in the x0-parameterisation diffusers uses):
              or beta_t                                                            ("fixed_large")
 Without clipping, mu equals eq. 11: 1 / sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps).
 
+The same step as a pure function of the two alpha_bar values, `ddpm_step(x_t, eps, alpha_bar_t, alpha_bar_prev)`
+(what course lesson 07 asks for), can replace the built-in one: `DDPMScheduler(schedule, step_fn=ddpm_step)`.
+
 Strided sampling (Nichol and Dhariwal, 2021, sec. 4): on a subset tau_1 < ... < tau_S of the T timesteps the
 same marginals q(x_tau | x0) are kept by recomputing beta_tau = 1 - alpha_bar_tau / alpha_bar_prev(tau), where
 alpha_bar_prev(tau) is alpha_bar at the next smaller timestep of the subset (1 after the smallest one).
@@ -24,6 +27,7 @@ alpha_bar_prev(tau) is alpha_bar at the next smaller timestep of the subset (1 a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -32,7 +36,9 @@ from torch import Tensor
 from ..nn.blocks import randn_like_with
 from .schedules import NoiseSchedule
 
-__all__ = ["StepOutput", "DDPMScheduler", "spaced_timesteps"]
+__all__ = ["StepOutput", "DDPMScheduler", "spaced_timesteps", "ddpm_step"]
+
+StepFn = Callable[..., Tensor]  # (x_t, eps_pred, alpha_bar_t, alpha_bar_prev[, generator=]) -> x_prev
 
 
 class StepOutput(NamedTuple):
@@ -55,16 +61,50 @@ def spaced_timesteps(T: int, num_steps: int) -> Tensor:
     return torch.linspace(T - 1, 0, num_steps, dtype=torch.float64).round().long()
 
 
-class _Scheduler:
-    """What DDPM and DDIM share: the schedule's alpha_bar, timesteps and add_noise."""
+def ddpm_step(
+    x_t: Tensor,
+    eps_pred: Tensor,
+    alpha_bar_t: float,
+    alpha_bar_prev: float,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """One ancestral step x_t -> x_prev ~ N(mu_tilde(x_t, x0_hat), beta_tilde), as a pure function.
 
-    def __init__(self, schedule: NoiseSchedule | Tensor, *, clip_sample: float | None = None):
+    x_t, eps_pred (B, ...); alpha_bar_t and alpha_bar_prev the cumulative products at this timestep and the next
+    (smaller) one, 1 after the last step. With beta = 1 - alpha_bar_t / alpha_bar_prev (a strided subset's beta):
+        x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
+        mu     = sqrt(alpha_bar_prev) beta / (1 - alpha_bar_t) x0_hat + sqrt(1 - beta) (1 - alpha_bar_prev) / (1 - alpha_bar_t) x_t
+        var    = (1 - alpha_bar_prev) / (1 - alpha_bar_t) beta                            (0 at the last step)
+    Returns x_prev = mu + sqrt(var) z, z ~ N(0, I) from `generator` (no noise drawn when var = 0): (B, ...).
+    """
+    ab, ab_prev = float(alpha_bar_t), float(alpha_bar_prev)
+    beta = 1.0 - ab / ab_prev
+    x0_hat = (x_t - math.sqrt(1.0 - ab) * eps_pred) / math.sqrt(ab)
+    mean = (math.sqrt(ab_prev) * beta / (1.0 - ab)) * x0_hat + (math.sqrt(1.0 - beta) * (1.0 - ab_prev) / (1.0 - ab)) * x_t
+    var = (1.0 - ab_prev) / (1.0 - ab) * beta
+    if var <= 0.0:
+        return mean
+    return mean + math.sqrt(var) * randn_like_with(x_t, generator)
+
+
+class _Scheduler:
+    """What DDPM and DDIM share: the schedule's alpha_bar, timesteps and add_noise.
+
+    step_fn: a pure step function (x_t, eps_pred, alpha_bar_t, alpha_bar_prev, ...) -> x_prev that replaces the
+    built-in update (a student's `ddpm_step` / `ddim_step`); the scheduler still computes x0_pred, and when
+    `clip_sample` is set it passes the eps that is consistent with the clipped x0_pred, so clipping still applies.
+    """
+
+    def __init__(
+        self, schedule: NoiseSchedule | Tensor, *, clip_sample: float | None = None, step_fn: StepFn | None = None
+    ):
         if not isinstance(schedule, NoiseSchedule):
             schedule = NoiseSchedule(schedule)  # a betas tensor
         self.num_train_timesteps = schedule.num_timesteps
         # float64 CPU copies: each step reads a few scalars, whatever device the data is on
         self.alpha_bar = schedule.alpha_bar.detach().cpu().double()  # (T,)
         self.clip_sample = clip_sample
+        self.step_fn = step_fn
         self.set_timesteps(self.num_train_timesteps)
 
     def set_timesteps(self, num_inference_steps: int | None = None) -> None:
@@ -90,6 +130,13 @@ class _Scheduler:
             x0 = x0.clamp(-self.clip_sample, self.clip_sample)
         return x0
 
+    def _injected_step(self, eps_pred: Tensor, x_t: Tensor, ab: float, ab_prev: float, **kwargs) -> StepOutput:
+        """x_prev from `self.step_fn`, fed the eps consistent with the (clipped) x0_pred."""
+        x0_pred = self._x0(eps_pred, x_t, ab)
+        if self.clip_sample is not None:
+            eps_pred = (x_t - math.sqrt(ab) * x0_pred) / math.sqrt(1.0 - ab)
+        return StepOutput(self.step_fn(x_t, eps_pred, ab, ab_prev, **kwargs), x0_pred)
+
     def add_noise(self, x0: Tensor, eps: Tensor, t: Tensor | int) -> Tensor:
         """x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps (Ho et al., eq. 4): t (B,) or one int."""
         if isinstance(t, Tensor) and t.dim() > 0:
@@ -106,6 +153,8 @@ class DDPMScheduler(_Scheduler):
     schedule:      a `NoiseSchedule` (or a betas tensor (T,))
     clip_sample:   clip the predicted x0 to [-clip_sample, clip_sample] (1.0 for data scaled to [-1, 1]); None: no clip
     variance_type: "fixed_small" (sigma^2 = beta_tilde) or "fixed_large" (sigma^2 = beta), Ho et al. sec. 3.2
+    step_fn:       a function like `ddpm_step` (x_t, eps, alpha_bar_t, alpha_bar_prev, generator=) -> x_prev to use
+                   instead of the built-in update ("fixed_small" only)
 
     After `set_timesteps(S)`, `self.betas` (S,) holds the recomputed betas of the subset, aligned with
     `self.timesteps` (they equal the schedule's betas, reversed, when S = T).
@@ -117,11 +166,14 @@ class DDPMScheduler(_Scheduler):
         *,
         clip_sample: float | None = None,
         variance_type: str = "fixed_small",
+        step_fn: StepFn | None = None,
     ):
         if variance_type not in ("fixed_small", "fixed_large"):
             raise ValueError(f"variance_type must be 'fixed_small' or 'fixed_large', got {variance_type!r}")
+        if step_fn is not None and variance_type != "fixed_small":
+            raise ValueError("a step_fn takes the place of the 'fixed_small' update only")
         self.variance_type = variance_type
-        super().__init__(schedule, clip_sample=clip_sample)
+        super().__init__(schedule, clip_sample=clip_sample, step_fn=step_fn)
 
     def set_timesteps(self, num_inference_steps: int | None = None) -> None:
         super().set_timesteps(num_inference_steps)
@@ -132,6 +184,8 @@ class DDPMScheduler(_Scheduler):
     ) -> StepOutput:
         """One reverse step from x_t at timestep t (one of `self.timesteps`): returns (x_prev, x0_pred)."""
         i, ab, ab_prev = self._lookup(t)
+        if self.step_fn is not None:
+            return self._injected_step(eps_pred, x_t, ab, ab_prev, generator=generator)
         beta = 1.0 - ab / ab_prev
         alpha = 1.0 - beta
         x0_pred = self._x0(eps_pred, x_t, ab)

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "extract",
+    "alpha_bar_from_betas",
     "linear_beta_schedule",
     "cosine_beta_schedule",
     "make_beta_schedule",
@@ -62,6 +63,11 @@ def extract(a: Tensor, t: Tensor | int, x_shape: torch.Size | tuple[int, ...]) -
 
 
 # ---------------------------------------------------------------------------------------------- schedules
+def alpha_bar_from_betas(betas: Tensor) -> Tensor:
+    """alpha_bar_t = prod_{s <= t} (1 - beta_s): betas (T,) -> alpha_bar (T,), same dtype (eq. 4's constants)."""
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
 def linear_beta_schedule(T: int, beta_start: float | None = None, beta_end: float | None = None) -> Tensor:
     """Betas (T,) float64 rising linearly from beta_start to beta_end.
 
@@ -151,7 +157,7 @@ class NoiseSchedule(nn.Module):
         if betas.dim() != 1 or not ((betas > 0) & (betas < 1)).all():
             raise ValueError("betas must be a 1-D tensor with every value in (0, 1)")
         alphas = 1.0 - betas
-        alpha_bar = torch.cumprod(alphas, dim=0)
+        alpha_bar = alpha_bar_from_betas(betas)
         alpha_bar_prev = torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])
         posterior_variance = betas * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
         log_var = torch.log(torch.cat([posterior_variance[1:2], posterior_variance[1:]])) if len(betas) > 1 \

@@ -7,6 +7,7 @@ Notation as in course lesson 01:
                    the CORRUPTED input goes in, the CLEAN image is the target.
     err(x_hat, x) = mean over pixels of (x_hat - x)^2                                     ("mse")
                   or mean over pixels of -[x log x_hat + (1 - x) log(1 - x_hat)]          ("bce")
+                  (reduction="sum" sums over pixels instead: for "mse" the squared distance ||x_hat - x||^2)
 Corruptions q(x_tilde | x): "gaussian" x_tilde = x + sigma * eps, eps ~ N(0, I) (not clipped, so the noise
 stays exactly additive); "masking" sets each pixel to 0 independently with probability p (Vincent et al.'s
 masking noise). `noise_std` is sigma for "gaussian" and the drop probability p for "masking"; 0 is a plain AE.
@@ -20,8 +21,10 @@ of the training codes, set by `fit_latent_gaussian(data)` after training (until 
 codes of a plain AE fill an irregular region, which a diagonal Gaussian covers badly: samples are often
 blurry or not digits at all. That failure is the motivation for the VAE (lesson 02).
 
-The pieces a lesson teaches are small pure functions (`corrupt`, `reconstruction_error`); `Autoencoder` takes
-replacements: `Autoencoder(config, corrupt_fn=mine, reconstruction_error_fn=mine)`.
+The pieces a lesson teaches are small pure functions (`corrupt`, `reconstruction_error`, `denoising_loss`);
+`Autoencoder` takes replacements: `Autoencoder(config, corrupt_fn=mine, reconstruction_error_fn=mine,
+loss_fn=mine)`, where loss_fn(reconstruct, x, noise_std, kind, generator=None) -> scalar replaces the whole
+training loss (`denoising_loss` is the reference).
 """
 
 from __future__ import annotations
@@ -38,10 +41,11 @@ from ..checkpoints import function_key
 from ..nn import MLP, randn_like_with
 from ..nn.conv import ConvDecoder, ConvEncoder
 
-__all__ = ["AEConfig", "Autoencoder", "corrupt", "reconstruction_error"]
+__all__ = ["AEConfig", "Autoencoder", "corrupt", "denoising_loss", "reconstruction_error"]
 
 NOISE_KINDS = ("gaussian", "masking")
 RECONSTRUCTION_KINDS = ("mse", "bce")
+REDUCTIONS = ("mean", "sum")
 
 
 # ---------------------------------------------------------------------------------------------- the pieces
@@ -67,20 +71,41 @@ def corrupt(x: Tensor, noise_std: float, kind: str = "gaussian", generator: torc
     return x * keep.to(x.dtype)
 
 
-def reconstruction_error(x_hat: Tensor, x: Tensor, kind: str = "mse") -> Tensor:
-    """Per-example reconstruction error, the mean over all non-batch entries: (B, ...), (B, ...) -> (B,).
+def reconstruction_error(x_hat: Tensor, x: Tensor, kind: str = "mse", reduction: str = "mean") -> Tensor:
+    """Per-example reconstruction error, the mean (or, with reduction="sum", the sum) over all non-batch
+    entries: (B, ...), (B, ...) -> (B,).
 
-    x_hat in [0, 1] is the reconstruction, x the target. "mse": mean (x_hat - x)^2; "bce": mean binary cross
-    entropy -[x log x_hat + (1 - x) log(1 - x_hat)] (x may be grey levels in [0, 1]; logs are clamped at -100,
-    as `F.binary_cross_entropy` does).
+    x_hat in [0, 1] is the reconstruction, x the target. "mse": (x_hat - x)^2; "bce": binary cross entropy
+    -[x log x_hat + (1 - x) log(1 - x_hat)] (x may be grey levels in [0, 1]; logs are clamped at -100, as
+    `F.binary_cross_entropy` does). kind="mse" with reduction="sum" is the squared distance ||x_hat - x||^2.
     """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if kind == "mse":
         per_entry = (x_hat - x).pow(2)
     elif kind == "bce":
         per_entry = F.binary_cross_entropy(x_hat, x, reduction="none")
     else:
         raise ValueError(f"reconstruction kind must be one of {RECONSTRUCTION_KINDS}, got {kind!r}")
-    return per_entry.flatten(1).mean(dim=1)
+    per_entry = per_entry.flatten(1)  # (B, D)
+    return per_entry.sum(dim=1) if reduction == "sum" else per_entry.mean(dim=1)
+
+
+def denoising_loss(
+    reconstruct: Callable[[Tensor], Tensor],
+    x: Tensor,
+    noise_std: float,
+    kind: str = "gaussian",
+    generator: torch.Generator | None = None,
+    *,
+    reconstruction: str = "mse",
+    reduction: str = "mean",
+) -> Tensor:
+    """The (denoising) autoencoder loss, a scalar: the batch mean of err(reconstruct(x_tilde), x) with
+    x_tilde = corrupt(x, noise_std, kind, generator). The CLEAN x is the target; noise_std = 0 gives the plain
+    autoencoder loss. `reconstruct` maps (B, ...) -> (B, ...) (a model's forward, g(f(.)))."""
+    x_tilde = corrupt(x, noise_std, kind, generator=generator)  # (B, ...)
+    return reconstruction_error(reconstruct(x_tilde), x, reconstruction, reduction).mean()
 
 
 # ---------------------------------------------------------------------------------------------- the model
@@ -93,6 +118,7 @@ class AEConfig:
     noise_std: float = 0.0  # corruption strength for a denoising AE (0 = plain AE); see `corrupt`
     noise: str = "gaussian"  # "gaussian" or "masking"
     reconstruction: str = "mse"  # "mse" or "bce"; see `reconstruction_error`
+    reduction: str = "mean"  # "mean" or "sum" over pixels; see `reconstruction_error`
 
 
 class Autoencoder(nn.Module):
@@ -105,6 +131,7 @@ class Autoencoder(nn.Module):
         *,
         corrupt_fn: Callable[..., Tensor] | None = None,
         reconstruction_error_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        loss_fn: Callable[..., Tensor] | None = None,
     ):
         super().__init__()
         if config.arch not in ("mlp", "conv"):
@@ -113,9 +140,12 @@ class Autoencoder(nn.Module):
             raise ValueError(f"noise must be one of {NOISE_KINDS}, got {config.noise!r}")
         if config.reconstruction not in RECONSTRUCTION_KINDS:
             raise ValueError(f"reconstruction must be one of {RECONSTRUCTION_KINDS}, got {config.reconstruction!r}")
+        if config.reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {config.reduction!r}")
         self.config = config
         self.corrupt_fn = corrupt_fn
         self.reconstruction_error_fn = reconstruction_error_fn
+        self.loss_fn = loss_fn
         hidden = tuple(config.hidden)
         if config.arch == "mlp":
             data_dim = math.prod(config.image_shape)
@@ -131,7 +161,10 @@ class Autoencoder(nn.Module):
 
     def cache_key(self) -> dict:
         """What besides the config determines the trained weights: the injected functions' code."""
-        return {name: function_key(getattr(self, name)) for name in ("corrupt_fn", "reconstruction_error_fn")}
+        key = {name: function_key(getattr(self, name)) for name in ("corrupt_fn", "reconstruction_error_fn")}
+        if self.loss_fn is not None:  # only when set, so the keys of models without one stay as they were
+            key["loss_fn"] = function_key(self.loss_fn)
+        return key
 
     @staticmethod
     def _images(batch) -> Tensor:
@@ -166,18 +199,26 @@ class Autoencoder(nn.Module):
         """err(x_hat, x) per example, (B,), with the injected function if any."""
         if self.reconstruction_error_fn is not None:
             return self.reconstruction_error_fn(x_hat, x)
-        return reconstruction_error(x_hat, x, self.config.reconstruction)
+        return reconstruction_error(x_hat, x, self.config.reconstruction, self.config.reduction)
 
     def loss(self, batch, *, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
-        """Mean err(g(f(x_tilde)), x); logs "rec" and, for a denoising AE, "noisy" = err(x_tilde, x) (what
-        returning the corrupted input unchanged would score, clipped to [0, 1])."""
+        """Mean err(g(f(x_tilde)), x), or the injected loss_fn(self, x, noise_std, noise, generator=...); logs
+        "rec" and, for a denoising AE, "noisy" = err(x_tilde, x) (what returning the corrupted input unchanged
+        would score, clipped to [0, 1])."""
         x = self._images(batch)
-        x_tilde = self.corrupt(x, generator=generator)  # (B, C, H, W)
-        per_example = self.error(self(x_tilde), x)  # (B,): the target is the CLEAN x
-        loss = per_example.mean()
+        if self.loss_fn is not None:
+            loss = self.loss_fn(self, x, self.config.noise_std, self.config.noise, generator=generator)
+            if not isinstance(loss, Tensor) or loss.dim() != 0:
+                raise ValueError(f"loss_fn must return a scalar tensor, got {getattr(loss, 'shape', type(loss))}")
+            x_tilde = None  # drawn inside loss_fn; the "noisy" log below draws its own
+        else:
+            x_tilde = self.corrupt(x, generator=generator)  # (B, C, H, W)
+            loss = self.error(self(x_tilde), x).mean()  # err per example (B,): the target is the CLEAN x
         logs = {"rec": loss.item()}
         if self.config.noise_std > 0:
             with torch.no_grad():
+                if x_tilde is None:
+                    x_tilde = self.corrupt(x, generator=generator)
                 logs["noisy"] = self.error(x_tilde.clamp(0.0, 1.0), x).mean().item()
         return loss, logs
 

@@ -11,8 +11,12 @@ Notation as in course lesson 07 (timesteps 0-based, t in [0, T); see gmlib.diffu
     Training drops the label to the null class with probability p_uncond, so one network learns both.
 
 The sampling loop is written out in `DDPM.sample`: for t in scheduler.timesteps: eps = model(x, t);
-x, x0 = scheduler.step(eps, t, x). The pieces a lesson teaches (`q_sample`, `epsilon_loss`, `guided_eps`) are
-small pure functions; `DDPM(config, q_sample_fn=mine, loss_fn=mine)` trains a real model with a student's own.
+x, x0 = scheduler.step(eps, t, x). The pieces a lesson teaches are small pure functions, and the model takes a
+student's own by injection:
+    DDPM(config, q_sample_fn=..., loss_fn=...)      # training: eq. 9 and L_simple (eps_pred, eps) -> scalar
+    DDPM(config, diffusion_loss_fn=...)             # training: all of Algorithm 1 (`diffusion_loss`)
+    DDPM(config, ddpm_step_fn=..., ddim_step_fn=..., guidance_fn=...)   # sampling (`ddpm_step`, `ddim_step`,
+                                                                        # `guided_eps`); not in the cache key
 """
 
 from __future__ import annotations
@@ -25,11 +29,14 @@ from torch import Tensor, nn
 
 from ..checkpoints import function_key
 from ..diffusion import DDIMScheduler, DDPMScheduler, NoiseSchedule, epsilon_loss, make_beta_schedule, q_sample
+from ..diffusion.ddpm import StepFn
 from ..nn.blocks import randn_like_with
 from ..nn.unet import MLPDenoiser, UNet
 from ..train import split_batch
 
-__all__ = ["DDPMConfig", "DDPM", "guided_eps"]
+__all__ = ["DDPMConfig", "DDPM", "guided_eps", "diffusion_loss"]
+
+EpsModel = Callable[[Tensor, Tensor], Tensor]  # eps_theta(x_t (B, ...), t (B,) int64) -> (B, ...)
 
 
 # ---------------------------------------------------------------------------------------------- the pieces
@@ -39,6 +46,28 @@ def guided_eps(eps_cond: Tensor, eps_uncond: Tensor, guidance_scale: float) -> T
     w = 0: the conditional prediction; w > 0: pushed away from the unconditional one. Shapes (B, ...) -> (B, ...).
     """
     return (1.0 + guidance_scale) * eps_cond - guidance_scale * eps_uncond
+
+
+def diffusion_loss(
+    eps_model: EpsModel,
+    x0: Tensor,
+    alpha_bar: Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    q_sample_fn: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor] | None = None,
+) -> Tensor:
+    """L_simple for one batch (Ho et al., Algorithm 1): t ~ U{0, ..., T-1} and eps ~ N(0, I) per example,
+    x_t = q_sample(x0, t, eps, alpha_bar), loss = mean over every element of (eps_model(x_t, t) - eps)^2.
+
+    eps_model: eps_theta(x_t (B, ...), t (B,) int64) -> (B, ...); x0 (B, ...); alpha_bar (T,) -> scalar.
+    t and eps are drawn from `generator` (on its device, then moved to x0's), t first.
+    """
+    b, T = x0.shape[0], alpha_bar.shape[0]
+    gdev = generator.device if generator is not None else x0.device
+    t = torch.randint(0, T, (b,), generator=generator, device=gdev).to(x0.device)  # (B,)
+    eps = randn_like_with(x0, generator)  # (B, ...)
+    x_t = (q_sample_fn or q_sample)(x0, t, eps, alpha_bar)
+    return (eps_model(x_t, t) - eps).pow(2).mean()
 
 
 # ---------------------------------------------------------------------------------------------- the model
@@ -69,6 +98,10 @@ class DDPM(nn.Module):
         *,
         q_sample_fn: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor] | None = None,
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        diffusion_loss_fn: Callable[..., Tensor] | None = None,
+        ddpm_step_fn: StepFn | None = None,
+        ddim_step_fn: StepFn | None = None,
+        guidance_fn: Callable[[Tensor, Tensor, float], Tensor] | None = None,
     ):
         super().__init__()
         if config.kind not in ("image", "2d"):
@@ -78,6 +111,10 @@ class DDPM(nn.Module):
         self.config = config
         self.q_sample_fn = q_sample_fn
         self.loss_fn = loss_fn
+        self.diffusion_loss_fn = diffusion_loss_fn  # like `diffusion_loss`; replaces q_sample_fn and loss_fn
+        self.ddpm_step_fn = ddpm_step_fn  # like `gmlib.diffusion.ddpm_step`
+        self.ddim_step_fn = ddim_step_fn  # like `gmlib.diffusion.ddim_step` (eta = 0 steps)
+        self.guidance_fn = guidance_fn  # like `guided_eps`
         schedule = config.schedule or ("cosine" if config.kind == "image" else "linear")
         self.schedule = NoiseSchedule(make_beta_schedule(schedule, config.T))
         if config.kind == "image":
@@ -93,8 +130,12 @@ class DDPM(nn.Module):
     _split = staticmethod(split_batch)
 
     def cache_key(self) -> dict:
-        """What besides the config determines the trained weights: the injected functions' code."""
-        return {name: function_key(getattr(self, name)) for name in ("q_sample_fn", "loss_fn")}
+        """What besides the config determines the trained weights: the injected training functions' code (the
+        sampling pieces do not change the weights)."""
+        key = {name: function_key(getattr(self, name)) for name in ("q_sample_fn", "loss_fn")}
+        if self.diffusion_loss_fn is not None:  # only when given, so older keys stay valid
+            key["diffusion_loss_fn"] = function_key(self.diffusion_loss_fn)
+        return key
 
     def to_model_space(self, x: Tensor) -> Tensor:
         """Data -> the diffusion variable x0: images [0, 1] -> [-1, 1]; 2D points unchanged."""
@@ -122,28 +163,37 @@ class DDPM(nn.Module):
 
         A conditional model (num_classes > 0) drops each label to the null class with probability p_uncond;
         given no labels, it trains the null class only. The log "eps_mse" is L_simple by the reference formula
-        (equal to the loss unless a loss_fn was injected).
+        (equal to the loss unless a loss_fn was injected; absent with a diffusion_loss_fn, which draws its own
+        noise).
         """
         x, y = self._split(batch)
         x0 = self.to_model_space(x)  # (B, ...)
         b, dev, T = x0.shape[0], x0.device, self.config.T
         gdev = generator.device if generator is not None else dev
+        if self.diffusion_loss_fn is not None:
+            y = self._train_labels(y, b, dev, gdev, generator)
+            loss = self.diffusion_loss_fn(lambda x_t, t: self.denoiser(x_t, t, y), x0, self.schedule.alpha_bar,
+                                          generator)
+            return loss, {}
         t = torch.randint(0, T, (b,), generator=generator, device=gdev).to(dev)  # (B,)
         eps = randn_like_with(x0, generator)  # (B, ...)
         x_t = (self.q_sample_fn or q_sample)(x0, t, eps, self.schedule.alpha_bar)
-        if self.config.num_classes > 0:
-            null = torch.full((b,), self.config.num_classes, dtype=torch.long, device=dev)
-            if y is None:
-                y = null
-            else:
-                drop = torch.rand(b, generator=generator, device=gdev).to(dev) < self.config.p_uncond
-                y = torch.where(drop, null, y.long())
-        else:
-            y = None
+        y = self._train_labels(y, b, dev, gdev, generator)
         eps_pred = self.denoiser(x_t, t, y)  # (B, ...)
         loss = (self.loss_fn or epsilon_loss)(eps_pred, eps)
         logs = {"eps_mse": (eps_pred - eps).detach().pow(2).mean().item()}  # L_simple by the reference formula
         return loss, logs
+
+    def _train_labels(self, y: Tensor | None, b: int, dev, gdev, generator) -> Tensor | None:
+        """The labels the denoiser trains with: None (unconditional), or y with each dropped to the null class
+        with probability p_uncond (all null when the batch has no labels)."""
+        if self.config.num_classes == 0:
+            return None
+        null = torch.full((b,), self.config.num_classes, dtype=torch.long, device=dev)
+        if y is None:
+            return null
+        drop = torch.rand(b, generator=generator, device=gdev).to(dev) < self.config.p_uncond
+        return torch.where(drop, null, y.long())
 
     # -- sampling
     def predict_eps(
@@ -161,15 +211,15 @@ class DDPM(nn.Module):
         null = torch.full_like(y, self.config.num_classes)
         eps_both = self.denoiser(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null]))  # (2B, ...)
         eps_cond, eps_uncond = eps_both.chunk(2)
-        return guided_eps(eps_cond, eps_uncond, guidance_scale)
+        return (self.guidance_fn or guided_eps)(eps_cond, eps_uncond, guidance_scale)
 
     def make_scheduler(self, sampler: str = "ddpm", num_steps: int | None = None) -> DDPMScheduler | DDIMScheduler:
         """A scheduler for this model's schedule with `num_steps` timesteps (default: all T)."""
         clip = 1.0 if (self.config.kind == "image" and self.config.clip_x0) else None
         if sampler == "ddpm":
-            scheduler = DDPMScheduler(self.schedule, clip_sample=clip)
+            scheduler = DDPMScheduler(self.schedule, clip_sample=clip, step_fn=self.ddpm_step_fn)
         elif sampler == "ddim":
-            scheduler = DDIMScheduler(self.schedule, clip_sample=clip)
+            scheduler = DDIMScheduler(self.schedule, clip_sample=clip, step_fn=self.ddim_step_fn)
         else:
             raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
         scheduler.set_timesteps(num_steps)

@@ -30,12 +30,19 @@ Images: the data, the chains and the buffer all live in [0, 1] (the pixel range 
 net sees 2 x - 1 so its input is centred, and image chains are clamped to [0, 1] after every step. Points
 (kind "2d") are unconstrained; their chains start from uniform noise on [-init_scale, init_scale]^d.
 
-The lesson's pieces are small pure functions (`langevin_step`, `langevin_sample`, `contrastive_divergence`);
-`EBM(config, langevin_step_fn=mine)` trains a real model with a student's Langevin step.
+The textbook form of one step, as course lesson 06 writes it with a single step size eps, is
+    x_{t+1} = x_t - (eps / 2) grad_x E(x_t) + sqrt(eps) * eps_t          (`textbook_langevin_step`)
+which is the step above with step_size = eps / 2 and noise_scale = sqrt(eps); `from_textbook_step` turns a step
+written that way into one the model can run.
+
+The lesson's pieces are small pure functions (`langevin_step`, `textbook_langevin_step`, `langevin_sample`,
+`contrastive_divergence`, `replay_draw`); the model takes replacements, so a student trains a real model with
+their own pieces: `EBM(config, langevin_step_fn=from_textbook_step(mine), cd_loss_fn=mine, replay_draw_fn=mine)`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,8 +59,11 @@ __all__ = [
     "ConvEnergy",
     "ReplayBuffer",
     "langevin_step",
+    "textbook_langevin_step",
+    "from_textbook_step",
     "langevin_sample",
     "contrastive_divergence",
+    "replay_draw",
     "energy_grid",
 ]
 
@@ -82,6 +92,35 @@ def langevin_step(
     return (x.detach() - step_size * grad + noise_scale * randn_like_with(x, generator)).detach()
 
 
+def textbook_langevin_step(x: Tensor, energy_fn: EnergyFn, step_size: float, *,
+                           generator: torch.Generator | None = None) -> Tensor:
+    """One textbook Langevin step x - (step_size / 2) grad_x E(x) + sqrt(step_size) * eps: (B, ...) -> (B, ...).
+
+    For small step_size its stationary distribution approaches exp(-E) / Z. Detached, like `langevin_step`
+    (which this is, with step_size / 2 and noise sqrt(step_size)).
+    """
+    return langevin_step(x, energy_fn, 0.5 * step_size, math.sqrt(step_size), generator=generator)
+
+
+def from_textbook_step(step_fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """Adapt a textbook step `step_fn(x, energy_fn, eps, *, generator)` (x - eps/2 grad E + sqrt(eps) noise) to
+    the (x, energy_fn, step_size, noise_scale, *, generator) form that `langevin_sample` and `EBM` call.
+
+    The model's step_size is eps / 2, so the adapted step passes eps = 2 * step_size; it refuses a noise_scale
+    other than sqrt(2 * step_size), which a textbook step cannot honour. The result carries `step_fn`'s code
+    (functools.wraps), so a model's cache key follows the wrapped function.
+    """
+
+    @functools.wraps(step_fn)
+    def step(x: Tensor, energy_fn: EnergyFn, step_size: float, noise_scale: float, **kwargs) -> Tensor:
+        if not math.isclose(noise_scale, math.sqrt(2.0 * step_size), rel_tol=1e-6, abs_tol=1e-12):
+            raise ValueError(f"a textbook Langevin step needs noise_scale = sqrt(2 * step_size) = "
+                             f"{math.sqrt(2.0 * step_size):.6g}, got {noise_scale:.6g}")
+        return step_fn(x, energy_fn, 2.0 * step_size, **kwargs)
+
+    return step
+
+
 def langevin_sample(
     energy_fn: EnergyFn,
     x0: Tensor,
@@ -99,6 +138,7 @@ def langevin_sample(
     clamp:   (low, high) to clip the state after every step (images in [0, 1]), or None.
     step_fn: a replacement for `langevin_step` with the same signature.
     With return_trajectory=True returns (x_T, trajectory) with trajectory (num_steps + 1, B, ...): x0 first.
+    Steps run with gradients enabled (a step needs grad_x E), also when the caller is inside torch.no_grad().
     """
     step = step_fn or langevin_step
     kwargs = {} if generator is None else {"generator": generator}
@@ -107,7 +147,9 @@ def langevin_sample(
         x = x.clamp(*clamp)
     states = [x] if return_trajectory else None
     for _ in range(num_steps):
-        x = step(x, energy_fn, step_size, noise_scale, **kwargs).detach()
+        with torch.enable_grad():
+            x = step(x, energy_fn, step_size, noise_scale, **kwargs)
+        x = x.detach()
         if clamp is not None:
             x = x.clamp(*clamp)
         if states is not None:
@@ -123,6 +165,25 @@ def contrastive_divergence(e_pos: Tensor, e_neg: Tensor, alpha: float = 0.0) -> 
     Its gradient in theta (x- held fixed) estimates the gradient of the negative log-likelihood.
     """
     return e_pos.mean() - e_neg.mean() + alpha * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
+
+
+def replay_draw(samples: Tensor, n: int, reinit_prob: float, low: float, high: float, *,
+                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Start points for n chains from a replay buffer `samples` (N, ...): returns (x0 (n, ...), slots (n,) int64).
+
+    The slots are drawn uniformly with replacement from 0..N-1; x0 holds copies of those stored samples, and each
+    row independently (with probability reinit_prob) is replaced by fresh noise uniform on [low, high].
+    `samples` is left unchanged. Draw order (for reproducibility with `generator`): slots, the reinit coins,
+    then the noise for the rows that restart.
+    """
+    dev = samples.device
+    gen_dev = generator.device if generator is not None else dev
+    slots = torch.randint(0, samples.shape[0], (n,), generator=generator, device=gen_dev).to(dev)  # (n,)
+    x = samples[slots].clone()  # (n, ...)
+    fresh = _rand_with((n,), samples, generator) < reinit_prob  # (n,)
+    u = _rand_with((int(fresh.sum()), *samples.shape[1:]), samples, generator)  # (n_fresh, ...)
+    x[fresh] = low + (high - low) * u
+    return x, slots
 
 
 class ReplayBuffer(nn.Module):
@@ -151,14 +212,8 @@ class ReplayBuffer(nn.Module):
 
     def draw(self, n: int, reinit_prob: float = 0.0, *, generator: torch.Generator | None = None
              ) -> tuple[Tensor, Tensor]:
-        """n start points (n, ...) and their slots (n,) int64; a fraction reinit_prob is fresh noise."""
-        dev = self.samples.device
-        gen_dev = generator.device if generator is not None else dev
-        slots = torch.randint(0, len(self), (n,), generator=generator, device=gen_dev).to(dev)  # (n,)
-        x = self.samples[slots].clone()  # (n, ...)
-        fresh = _rand_with((n,), self.samples, generator) < reinit_prob  # (n,)
-        x[fresh] = self.uniform(int(fresh.sum()), generator=generator)
-        return x, slots
+        """n start points (n, ...) and their slots (n,) int64; a fraction reinit_prob is fresh noise (`replay_draw`)."""
+        return replay_draw(self.samples, n, reinit_prob, self.low, self.high, generator=generator)
 
     @torch.no_grad()
     def update(self, slots: Tensor, x: Tensor) -> None:
@@ -211,14 +266,23 @@ class EBMConfig:
 
 class EBM(nn.Module):
     """E(x) by an MLP (kind "2d") or a conv net (kind "image"); `loss(batch)` is the CD surrogate with
-    negatives from Langevin chains started in a replay buffer; batch = x or (x, y) (labels ignored)."""
+    negatives from Langevin chains started in a replay buffer; batch = x or (x, y) (labels ignored).
 
-    def __init__(self, config: EBMConfig, *, langevin_step_fn: Callable[..., Tensor] | None = None):
+    Injected pieces (None: gmlib's): langevin_step_fn with `langevin_step`'s signature (wrap a textbook step
+    with `from_textbook_step`), cd_loss_fn(e_pos, e_neg, alpha) -> scalar like `contrastive_divergence`, and
+    replay_draw_fn(samples, n, reinit_prob, low, high, *, generator) -> (x0, slots) like `replay_draw`.
+    """
+
+    def __init__(self, config: EBMConfig, *, langevin_step_fn: Callable[..., Tensor] | None = None,
+                 cd_loss_fn: Callable[[Tensor, Tensor, float], Tensor] | None = None,
+                 replay_draw_fn: Callable[..., tuple[Tensor, Tensor]] | None = None):
         super().__init__()
         if config.kind not in ("2d", "image"):
             raise ValueError(f"kind must be '2d' or 'image', got {config.kind!r}")
         self.config = config
         self.langevin_step_fn = langevin_step_fn
+        self.cd_loss_fn = cd_loss_fn
+        self.replay_draw_fn = replay_draw_fn
         if config.kind == "2d":
             self.shape: tuple[int, ...] = (config.data_dim,)
             self.net: nn.Module = MLP(config.data_dim, config.hidden, 1)
@@ -230,8 +294,13 @@ class EBM(nn.Module):
         self.buffer = ReplayBuffer(config.buffer_size, self.shape, self.low, self.high) if config.buffer_size else None
 
     def cache_key(self) -> dict:
-        """What besides the config determines the trained weights: the injected function's code."""
-        return {"langevin_step_fn": function_key(self.langevin_step_fn)}
+        """What besides the config determines the trained weights: the injected functions' code (the keys of
+        the later injection arguments appear only when they are used, so older cache keys stay valid)."""
+        key = {"langevin_step_fn": function_key(self.langevin_step_fn)}
+        for name in ("cd_loss_fn", "replay_draw_fn"):
+            if getattr(self, name) is not None:
+                key[name] = function_key(getattr(self, name))
+        return key
 
     @property
     def clamp(self) -> tuple[float, float] | None:
@@ -262,7 +331,11 @@ class EBM(nn.Module):
     def negatives(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
         """n negative samples (n, *shape) for a CD update: chains from the replay buffer (or noise), the
         buffer updated with their end points."""
-        if self.buffer is not None:
+        if self.buffer is not None and self.replay_draw_fn is not None:
+            kwargs = {} if generator is None else {"generator": generator}
+            x0, slots = self.replay_draw_fn(self.buffer.samples, n, self.config.reinit_prob, self.buffer.low,
+                                            self.buffer.high, **kwargs)
+        elif self.buffer is not None:
             x0, slots = self.buffer.draw(n, self.config.reinit_prob, generator=generator)
         else:
             x0, slots = self._noise(n, generator), None
@@ -278,7 +351,7 @@ class EBM(nn.Module):
         x_neg = self.negatives(x_pos.shape[0])  # (B, *shape), no gradient
         e = self.energy(torch.cat([x_pos, x_neg]))  # (2B,): one pass for both
         e_pos, e_neg = e.chunk(2)
-        loss = contrastive_divergence(e_pos, e_neg, self.config.alpha)
+        loss = (self.cd_loss_fn or contrastive_divergence)(e_pos, e_neg, self.config.alpha)
         return loss, {"e_pos": e_pos.mean().item(), "e_neg": e_neg.mean().item(),
                       "cd": (e_pos.mean() - e_neg.mean()).item()}
 

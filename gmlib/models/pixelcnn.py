@@ -20,9 +20,10 @@ above, full width) and a horizontal stack (the current row, left of the pixel) j
 vertical to horizontal, with gated units tanh(a) * sigmoid(b) and an optional class embedding added inside
 both gates: no blind spot.
 
-The pieces a lesson teaches are small pure functions (`causal_mask` in gmlib.nn.masked, `categorical_log_prob`,
-`nats_to_bits_per_dim`, `raster_order`); `PixelCNN` takes replacements for the mask and the log-likelihood,
-so a student trains a real model with their own code: `PixelCNN(config, mask_fn=mine, log_prob_fn=mine)`.
+The pieces a lesson teaches are small pure functions (`causal_mask` and `input_gradient_map` in gmlib.nn.masked,
+`categorical_log_prob` / `categorical_nll`, `nats_to_bits_per_dim`, `raster_order`, `sample_pixels`); `PixelCNN`
+takes replacements for the mask and the likelihood, so a student trains a real model with their own code:
+`PixelCNN(config, mask_fn=mine, log_prob_fn=mine)` or `PixelCNN(config, mask_fn=mine, nll_fn=mine)`.
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ __all__ = [
     "GatedMaskedConv2d",
     "to_levels",
     "categorical_log_prob",
+    "categorical_nll",
     "nats_to_bits_per_dim",
     "raster_order",
     "sample_categorical",
+    "sample_pixels",
 ]
 
 
@@ -72,6 +75,11 @@ def categorical_log_prob(logits: Tensor, k: Tensor) -> Tensor:
     """log p(x) = sum over channels and pixels of log softmax(logits)[k]: (B, L, C, H, W), (B, C, H, W) -> (B,)."""
     log_p = F.log_softmax(logits, dim=1)  # (B, L, C, H, W)
     return log_p.gather(1, k.unsqueeze(1)).squeeze(1).flatten(1).sum(dim=1)
+
+
+def categorical_nll(logits: Tensor, k: Tensor) -> Tensor:
+    """-log p(x) per image in nats, the negative of `categorical_log_prob`: (B, L, C, H, W), (B, C, H, W) -> (B,)."""
+    return -categorical_log_prob(logits, k)
 
 
 def nats_to_bits_per_dim(nll: Tensor | float, num_dims: int) -> Tensor | float:
@@ -101,6 +109,29 @@ def sample_categorical(logits: Tensor, temperature: float = 1.0, *, generator: t
         probs = probs.to(generator.device)
     k = torch.multinomial(probs, 1, generator=generator)  # (N, 1)
     return k.view(logits.shape[:-1]).to(logits.device)
+
+
+def sample_pixels(
+    logits_fn: Callable[[Tensor], Tensor],
+    n: int,
+    height: int,
+    width: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Ancestral sampling of n one-channel images, one pixel at a time in raster order: -> (n, 1, H, W) int64.
+
+    logits_fn(k) maps level indices k (n, 1, H, W) int64 to logits (n, L, 1, H, W) whose values at pixel i depend
+    on the pixels before i only (e.g. `PixelCNN.logits_from_levels`). Unfilled pixels hold 0. Pixel i is drawn
+    from softmax(logits at i), computed from the image with pixels 0..i-1 already drawn: H * W calls of
+    logits_fn. k lives on the CPU (a logits_fn for a model elsewhere moves it there and back). This is the loop
+    of `PixelCNN.sample` without its extras (channels, temperature, trajectory).
+    """
+    k = torch.zeros(n, 1, height, width, dtype=torch.long)
+    for r, c in raster_order(height, width).tolist():
+        logits = logits_fn(k)[:, :, 0, r, c]  # (n, L): only pixel (r, c)'s conditional is used
+        k[:, 0, r, c] = sample_categorical(logits, 1.0, generator=generator).cpu()  # (n,)
+    return k
 
 
 # ---------------------------------------------------------------------------------------------- building blocks
@@ -220,8 +251,14 @@ class PixelCNN(nn.Module):
         *,
         mask_fn: MaskFn | None = None,
         log_prob_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        nll_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
     ):
+        """mask_fn(kernel_size, mask_type, in_channels, out_channels) builds the plain model's masks;
+        log_prob_fn(logits, k) -> (B,) log p(x), or nll_fn(logits, k) -> (B,) -log p(x) (at most one of the two),
+        computes the likelihood from the logits (B, L, C, H, W) and the level indices k (B, C, H, W)."""
         super().__init__()
+        if log_prob_fn is not None and nll_fn is not None:
+            raise ValueError("pass log_prob_fn or nll_fn, not both")
         if config.levels < 2:
             raise ValueError(f"levels must be at least 2, got {config.levels}")
         if config.gated and mask_fn is not None:
@@ -229,6 +266,7 @@ class PixelCNN(nn.Module):
         self.config = config
         self.mask_fn = mask_fn
         self.log_prob_fn = log_prob_fn
+        self.nll_fn = nll_fn
         c_img, ch, nc = config.image_shape[0], config.channels, config.num_classes
         if config.gated:
             self.layers = nn.ModuleList(
@@ -256,7 +294,10 @@ class PixelCNN(nn.Module):
 
     def cache_key(self) -> dict:
         """What besides the config determines the trained weights: the injected functions' code."""
-        return {name: function_key(getattr(self, name)) for name in ("mask_fn", "log_prob_fn")}
+        key = {name: function_key(getattr(self, name)) for name in ("mask_fn", "log_prob_fn")}
+        if self.nll_fn is not None:  # only when set, so the keys of models without it stay as they were
+            key["nll_fn"] = function_key(self.nll_fn)
+        return key
 
     @property
     def num_dims(self) -> int:
@@ -303,6 +344,8 @@ class PixelCNN(nn.Module):
         """Exact log p(x) (or log p(x | y)) in nats: (B, C, H, W) -> (B,)."""
         k = to_levels(x, self.config.levels)
         logits = self.logits_from_levels(k, y)
+        if self.nll_fn is not None:
+            return -self.nll_fn(logits, k)
         return (self.log_prob_fn or categorical_log_prob)(logits, k)
 
     def bits_per_dim(self, x: Tensor, y: Tensor | None = None) -> Tensor:

@@ -22,8 +22,9 @@ enumerates 2^min(D, H) configurations (refused beyond 2^20). The pseudo-log-like
 needs no Z: exact (D flips) or the stochastic one-flip estimate D * log p(v_i | v_{-i}) with i random.
 
 Images: digits (B, 1, 8, 8) are flattened to (B, 64); binarize them (`load_digits(variant="binarized")`).
-The lesson's pieces are pure functions (`p_h_given_v`, `p_v_given_h`, `free_energy`, `gibbs_step`); the model
-takes replacements: `RBM(config, free_energy_fn=mine, gibbs_step_fn=mine)`.
+The lesson's pieces are pure functions (`p_h_given_v`, `p_v_given_h`, `free_energy`, `gibbs_step`,
+`log_partition`); the model takes replacements: `RBM(config, free_energy_fn=mine, gibbs_step_fn=mine)`, and
+`log_prob_exact(x, log_z=mine(W, b, c))` scores data with a log Z computed elsewhere.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "free_energy",
     "gibbs_step",
     "bernoulli_sample",
+    "log_partition",
     "MAX_ENUMERATION_BITS",
 ]
 
@@ -89,6 +91,33 @@ def _all_binary(n: int, start: int, stop: int, device, dtype) -> Tensor:
     idx = torch.arange(start, stop, device=device)
     bits = torch.arange(n - 1, -1, -1, device=device)
     return ((idx[:, None] >> bits) & 1).to(dtype)
+
+
+def log_partition(W: Tensor, b: Tensor, c: Tensor, *, over: str | None = None, chunk: int = 1 << 14) -> Tensor:
+    """log Z (a 0-dim tensor in W's dtype) by enumerating one layer and summing the other out analytically.
+
+    W (D, H), b (D,), c (H,). over: "hidden" (2^H terms c.h + sum_i softplus(b_i + (W h)_i)), "visible"
+    (2^D terms -F(v)), or None for the smaller layer; configurations go `chunk` at a time, so memory stays
+    small. Raises ValueError when that layer has more than MAX_ENUMERATION_BITS (20) units.
+    """
+    d, h = W.shape
+    if over is None:
+        over = "hidden" if h <= d else "visible"
+    if over not in ("hidden", "visible"):
+        raise ValueError(f"over must be 'hidden', 'visible' or None, got {over!r}")
+    n = h if over == "hidden" else d
+    if n > MAX_ENUMERATION_BITS:
+        raise ValueError(f"exact log Z over the {over} layer enumerates 2^{n} configurations; only "
+                         f"<= 2^{MAX_ENUMERATION_BITS} is tractable (D = {d}, H = {h}): use a smaller model, "
+                         "or pseudo_log_likelihood to score this one")
+    parts = []
+    for start in range(0, 1 << n, chunk):
+        s = _all_binary(n, start, min(start + chunk, 1 << n), W.device, W.dtype)  # (chunk, n)
+        if over == "hidden":  # s = hidden configurations: sum out the visibles
+            parts.append(s @ c + F.softplus(b + s @ W.T).sum(dim=1))
+        else:  # s = visible configurations: -F(v)
+            parts.append(-free_energy(s, W, b, c))
+    return torch.logsumexp(torch.cat(parts), dim=0)
 
 
 # ---------------------------------------------------------------------------------------------- the model
@@ -234,25 +263,7 @@ class RBM(nn.Module):
         over: "hidden" (2^H terms c.h + sum_i softplus(b_i + (W h)_i)), "visible" (2^D terms -F(v)), or None
         for the smaller layer. Raises ValueError when that layer has more than MAX_ENUMERATION_BITS (20) units.
         """
-        d, h = self.config.num_visible, self.config.num_hidden
-        if over is None:
-            over = "hidden" if h <= d else "visible"
-        if over not in ("hidden", "visible"):
-            raise ValueError(f"over must be 'hidden', 'visible' or None, got {over!r}")
-        n = h if over == "hidden" else d
-        if n > MAX_ENUMERATION_BITS:
-            raise ValueError(f"exact log Z over the {over} layer enumerates 2^{n} configurations; only "
-                             f"<= 2^{MAX_ENUMERATION_BITS} is tractable (D = {d}, H = {h}): use a smaller model, "
-                             "or pseudo_log_likelihood to score this one")
-        W, b, c = self.W.double(), self.b.double(), self.c.double()
-        parts = []
-        for start in range(0, 1 << n, chunk):
-            s = _all_binary(n, start, min(start + chunk, 1 << n), W.device, W.dtype)  # (chunk, n)
-            if over == "hidden":  # s = hidden configurations: sum out the visibles
-                parts.append(s @ c + F.softplus(b + s @ W.T).sum(dim=1))
-            else:  # s = visible configurations: -F(v)
-                parts.append(-free_energy(s, W, b, c))
-        return torch.logsumexp(torch.cat(parts), dim=0)
+        return log_partition(self.W.double(), self.b.double(), self.c.double(), over=over, chunk=chunk)
 
     @torch.no_grad()
     def log_prob_exact(self, x: Tensor, log_z: Tensor | None = None) -> Tensor:

@@ -14,8 +14,10 @@ Notation as in course lesson 04:
     sampling:    x_t ~ softmax(top_k(logits_t / temperature)); temperature -> 0 is greedy (argmax),
                  temperature > 1 flattens the distribution, top_k keeps the k most likely characters
 
-The pieces a lesson teaches are small pure functions (`apply_temperature`, `top_k_filter`); the samplers take
-replacements for them: `CharTransformer(config, temperature_fn=mine, top_k_fn=mine)`, `NGramModel(..., same)`.
+The pieces a lesson teaches are small pure functions (`apply_temperature`, `top_k_filter`, `sample_next`); the
+samplers take replacements for them: `CharTransformer(config, temperature_fn=mine, top_k_fn=mine)`, or for the
+whole next-character draw `CharTransformer(config, sample_fn=mine)`; `NGramModel(..., same)`. Both models give
+the next-character distribution of a history with `next_probs(history)`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "CharVocab",
     "apply_temperature",
     "top_k_filter",
+    "sample_next",
     "make_windows",
     "NGramModel",
     "CharTransformerConfig",
@@ -120,6 +123,17 @@ def _draw(logits: Tensor, generator: torch.Generator | None) -> Tensor:
 
 
 LogitsFn = Callable[[Tensor, float], Tensor]
+SampleFn = Callable[[Tensor, float, "int | None", "torch.Generator | None"], Tensor]
+
+
+def sample_next(
+    logits: Tensor, temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None
+) -> Tensor:
+    """One index per row from softmax(top_k_filter(logits / temperature, top_k)): (N, V) -> (N,) int64.
+
+    temperature 0 is greedy decoding (the argmax, no randomness); top_k None keeps every index.
+    """
+    return _next_index(logits, temperature, top_k, generator, None, None)
 
 
 def _next_index(
@@ -129,10 +143,14 @@ def _next_index(
     generator: torch.Generator | None,
     temperature_fn: LogitsFn | None,
     top_k_fn: Callable[[Tensor, int], Tensor] | None,
+    sample_fn: SampleFn | None = None,
 ) -> Tensor:
-    """(N, V) logits -> (N,) next indices: greedy at temperature 0, else temperature, top-k, then a draw."""
+    """(N, V) logits -> (N,) next indices: greedy at temperature 0, else temperature, top-k, then a draw
+    (or all of it by `sample_fn(logits, temperature, top_k, generator)`)."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if sample_fn is not None:
+        return sample_fn(logits, temperature, top_k, generator)
     if temperature == 0:
         return logits.argmax(dim=-1)
     logits = (temperature_fn or apply_temperature)(logits, temperature)
@@ -160,6 +178,7 @@ class NGramModel:
         *,
         temperature_fn: LogitsFn | None = None,
         top_k_fn: Callable[[Tensor, int], Tensor] | None = None,
+        sample_fn: SampleFn | None = None,
     ):
         if order < 1:
             raise ValueError(f"order must be >= 1, got {order}")
@@ -168,7 +187,7 @@ class NGramModel:
         if self.PAD in vocab.stoi:
             raise ValueError("the vocabulary may not contain the start symbol '\\x00'")
         self.vocab, self.order, self.k = vocab, order, k
-        self.temperature_fn, self.top_k_fn = temperature_fn, top_k_fn
+        self.temperature_fn, self.top_k_fn, self.sample_fn = temperature_fn, top_k_fn, sample_fn
         self.counts: dict[str, Counter] = {}  # context (order-1 characters) -> Counter of next characters
         self.totals: Counter = Counter()  # context -> number of occurrences
 
@@ -223,7 +242,8 @@ class NGramModel:
         texts = [prompt] * n
         for _ in range(length):
             logits = torch.stack([self.next_probs(t).log() for t in texts])  # (n, V)
-            nxt = _next_index(logits, temperature, top_k, generator, self.temperature_fn, self.top_k_fn)  # (n,)
+            nxt = _next_index(logits, temperature, top_k, generator, self.temperature_fn, self.top_k_fn,
+                              self.sample_fn)  # (n,)
             texts = [t + self.vocab.chars[i] for t, i in zip(texts, nxt.tolist(), strict=True)]
         return texts
 
@@ -289,11 +309,12 @@ class CharTransformer(nn.Module):
         *,
         temperature_fn: LogitsFn | None = None,
         top_k_fn: Callable[[Tensor, int], Tensor] | None = None,
+        sample_fn: SampleFn | None = None,
     ):
         super().__init__()
         self.config = config
         self.vocab = CharVocab(config.chars)
-        self.temperature_fn, self.top_k_fn = temperature_fn, top_k_fn
+        self.temperature_fn, self.top_k_fn, self.sample_fn = temperature_fn, top_k_fn, sample_fn
         v, d = len(self.vocab), config.n_embd
         self.bos = v  # an input-only index
         self.tok_emb = nn.Embedding(v + 1, d)
@@ -328,6 +349,20 @@ class CharTransformer(nn.Module):
         for block in self.blocks:
             h = block(h)
         return self.head(self.ln_f(h))  # (B, T, V)
+
+    @torch.no_grad()
+    def next_probs(self, history: str) -> Tensor:
+        """p(next character | history) (no dropout): (V,) float64 on the CPU, sums to 1. Histories longer than
+        block_size - 1 keep their last characters (as in `sample`)."""
+        was_training = self.training
+        self.eval()
+        try:
+            device = self.head.weight.device
+            idx = torch.cat([torch.tensor([self.bos]), self.vocab.encode(history)])[-self.config.block_size :]
+            logits = self(idx[None].to(device))[0, -1]  # (V,)
+        finally:
+            self.train(was_training)
+        return F.softmax(logits.double(), dim=-1).cpu()
 
     def _shifted(self, x: Tensor) -> Tensor:
         """(B, T) targets -> (B, T) inputs (BOS, x_1, ..., x_{T-1})."""
@@ -376,7 +411,8 @@ class CharTransformer(nn.Module):
         idx = prefix.expand(n, -1).clone()  # (n, 1 + P)
         for _ in range(length):
             logits = self(idx[:, -self.config.block_size :])[:, -1]  # (n, V)
-            nxt = _next_index(logits, temperature, top_k, generator, self.temperature_fn, self.top_k_fn)  # (n,)
+            nxt = _next_index(logits, temperature, top_k, generator, self.temperature_fn, self.top_k_fn,
+                              self.sample_fn)  # (n,)
             idx = torch.cat([idx, nxt[:, None]], dim=1)
         out = idx[:, 1:]  # drop BOS
         return out if as_ids else [self.vocab.decode(row) for row in out]

@@ -23,6 +23,10 @@ every channel of the current pixel. For a single-channel image (the course's dig
 the PixelCNN of the paper. For a C-channel image it models the channels of one pixel as conditionally
 independent given the earlier pixels (still an exact, normalised likelihood), instead of the paper's R -> G -> B
 channel groups.
+
+Checking causality by gradients (`input_gradient_map`): the logits at output pixel i may depend on input pixel j
+only if j comes before i, i.e. d logits_i / d x_j = 0 for every j >= i. Autograd measures exactly this; a map
+of |gradient| over the input grid shows the receptive field, including the plain PixelCNN's blind spot.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["causal_mask", "MaskedConv2d", "MaskFn", "MASK_TYPES"]
+__all__ = ["causal_mask", "MaskedConv2d", "MaskFn", "MASK_TYPES", "input_gradient_map"]
 
 MASK_TYPES: tuple[str, ...] = ("A", "B")
 
@@ -62,6 +66,22 @@ def causal_mask(kernel_size: int | tuple[int, int], mask_type: str, in_channels:
     if mask_type == "B":
         mask[ch, cw] = 1.0
     return mask.expand(out_channels, in_channels, kh, kw).clone()
+
+
+def input_gradient_map(fn: Callable[[Tensor], Tensor], x: Tensor, row: int, col: int) -> Tensor:
+    """Which input pixels the outputs of `fn` at pixel (row, col) depend on: (H, W) float, >= 0.
+
+    fn maps x (B, C, H, W) to an output whose last two axes are the same H x W grid ((B, K, H, W) or
+    (B, L, C, H, W)). Returns the gradient of the sum of fn(x)[..., row, col] with respect to x, in absolute
+    value, summed over the batch and the channels: entry (i, j) is 0 exactly when (generically) no output at
+    (row, col) depends on input pixel (i, j). x itself is left untouched (a detached copy is differentiated).
+    """
+    x = x.detach().clone().requires_grad_(True)  # (B, C, H, W)
+    out = fn(x)[..., row, col]  # (B, ...) the outputs at one pixel
+    grad = torch.autograd.grad(out.sum(), x, allow_unused=True)[0] if out.requires_grad else None
+    if grad is None:  # the output does not depend on x at all
+        return torch.zeros(x.shape[-2:], dtype=x.dtype, device=x.device)
+    return grad.abs().sum(dim=(0, 1))  # (H, W)
 
 
 MaskFn = Callable[[int | tuple[int, int], str, int, int], Tensor]

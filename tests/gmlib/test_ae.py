@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from gmlib.models.ae import AEConfig, Autoencoder, corrupt, reconstruction_error
+from gmlib.models.ae import AEConfig, Autoencoder, corrupt, denoising_loss, reconstruction_error
 from gmlib.nn.conv import ConvDecoder, ConvEncoder, ResidualBlock, conv_sizes
 
 
@@ -205,6 +205,65 @@ def test_fit_latent_gaussian_matches_the_codes_and_sample_uses_it():
     torch.testing.assert_close(s1, ref)
     assert s1.shape == (4, 1, 8, 8) and 0 <= s1.min() and s1.max() <= 1
     assert "latent_mean" in model.state_dict()
+
+
+
+# ------------------------------------------------------------------------------------------------ sums and losses
+def test_reconstruction_error_sum_is_the_squared_distance():
+    """With reduction="sum", is the error ||x_hat - x||^2 per example (64 times the mean for 8x8 images)?"""
+    x_hat, x = torch.rand(5, 1, 8, 8), torch.rand(5, 1, 8, 8)
+    dist2 = torch.stack([torch.dist(x_hat[i], x[i]) ** 2 for i in range(5)])
+    torch.testing.assert_close(reconstruction_error(x_hat, x, reduction="sum"), dist2)
+    torch.testing.assert_close(reconstruction_error(x_hat, x, "bce", "sum"), 64 * reconstruction_error(x_hat, x, "bce"))
+    with pytest.raises(ValueError, match="reduction"):
+        reconstruction_error(x_hat, x, reduction="max")
+    with pytest.raises(ValueError, match="reduction"):
+        Autoencoder(AEConfig(reduction="max"))
+
+
+@pytest.mark.parametrize("noise", ["gaussian", "masking"])
+def test_denoising_loss_is_the_batch_mean_error_against_the_clean_input(noise):
+    """Is denoising_loss the mean over the batch of ||g(f(x_tilde)) - x||^2, x_tilde drawn with the generator,
+    and the plain autoencoder loss for noise_std = 0?"""
+    x = torch.rand(6, 1, 8, 8)
+    shrink = lambda t: 0.5 * t  # noqa: E731 - a stand-in reconstruction
+    loss = denoising_loss(shrink, x, 0.3, noise, generator=torch.Generator().manual_seed(4), reduction="sum")
+    x_tilde = corrupt(x, 0.3, noise, generator=torch.Generator().manual_seed(4))
+    ref = sum(((0.5 * x_tilde[i] - x[i]) ** 2).sum() for i in range(6)) / 6
+    assert loss.dim() == 0
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(denoising_loss(shrink, x, 0.0), ((0.5 * x - x) ** 2).mean())
+
+
+def test_injected_loss_fn_replaces_the_loss_and_changes_the_cache_key():
+    """Does the model train on an injected loss_fn(model, x, noise_std, kind, generator=...), and does it enter
+    the cache key only when set (so the keys of models without one are unchanged)?"""
+    calls = []
+
+    def my_loss(reconstruct, x, noise_std, kind, generator=None):
+        calls.append((noise_std, kind))
+        return (reconstruct(x) - x).abs().sum() * 0 + 7.0
+
+    cfg = AEConfig(latent_dim=2, hidden=(8,), noise_std=0.2, noise="masking", reduction="sum")
+    model = Autoencoder(cfg, loss_fn=my_loss)
+    loss, logs = model.loss((torch.rand(3, 1, 8, 8), torch.zeros(3)))
+    assert calls == [(0.2, "masking")] and loss.item() == 7.0 and logs["rec"] == 7.0 and "noisy" in logs
+    assert set(Autoencoder(cfg).cache_key()) == {"corrupt_fn", "reconstruction_error_fn"}
+    assert model.cache_key()["loss_fn"] != "none"
+    bad = Autoencoder(cfg, loss_fn=lambda r, x, s, k, generator=None: (r(x) - x).flatten(1).sum(1))
+    with pytest.raises(ValueError, match="scalar"):
+        bad.loss(torch.rand(3, 1, 8, 8))
+
+
+def test_sum_reduction_config_scales_the_model_error():
+    """Does AEConfig(reduction="sum") make the model's loss and anomaly score sums over pixels?"""
+    torch.manual_seed(0)
+    mean_model = Autoencoder(AEConfig(latent_dim=2, hidden=(8,)))
+    sum_model = Autoencoder(AEConfig(latent_dim=2, hidden=(8,), reduction="sum"))
+    sum_model.load_state_dict(mean_model.state_dict())
+    x = torch.rand(4, 1, 8, 8)
+    torch.testing.assert_close(sum_model.reconstruction_error(x), 64 * mean_model.reconstruction_error(x))
+    torch.testing.assert_close(sum_model.loss(x)[0], 64 * mean_model.loss(x)[0])
 
 
 # ------------------------------------------------------------------------------------------------ training

@@ -14,7 +14,10 @@ from gmlib.diffusion import (
     DDIMScheduler,
     DDPMScheduler,
     NoiseSchedule,
+    alpha_bar_from_betas,
     cosine_beta_schedule,
+    ddim_step,
+    ddpm_step,
     epsilon_loss,
     extract,
     linear_beta_schedule,
@@ -22,7 +25,7 @@ from gmlib.diffusion import (
     predict_x0,
     q_sample,
 )
-from gmlib.models.ddpm import DDPM, DDPMConfig, guided_eps
+from gmlib.models.ddpm import DDPM, DDPMConfig, diffusion_loss, guided_eps
 from gmlib.nn.unet import MLPDenoiser, SinusoidalTimeEmbedding, UNet
 
 
@@ -274,6 +277,139 @@ def test_ddim_with_eta1_is_ddpm_on_the_same_subset():
     torch.testing.assert_close(out[0], out[1], atol=1e-4, rtol=1e-4)
 
 
+# ---------------------------------------------------------------------------------------------- pure steps
+def test_alpha_bar_from_betas_is_the_running_product():
+    """Is alpha_bar_from_betas the running product of 1 - beta, computed here with a Python loop?"""
+    betas = cosine_beta_schedule(50)
+    ab = alpha_bar_from_betas(betas)
+    assert ab.shape == (50,) and ab.dtype == torch.float64
+    for t in (0, 1, 25, 49):
+        assert ab[t].item() == pytest.approx(hand_alpha_bar(betas, t), rel=1e-12)
+    torch.testing.assert_close(NoiseSchedule(betas).alpha_bar, ab.float())
+
+
+def bayes_posterior(x0, x_t, ab, ab_prev):
+    """Mean and variance of q(x_prev | x_t, x0) by Bayes' rule: prior N(sqrt(ab_prev) x0, 1 - ab_prev) times the
+    likelihood N(x_t; sqrt(alpha) x_prev, beta), alpha = ab / ab_prev."""
+    alpha = ab / ab_prev
+    beta = 1 - alpha
+    var = 1 / (1 / (1 - ab_prev) + alpha / beta)
+    return var * (math.sqrt(ab_prev) * x0 / (1 - ab_prev) + math.sqrt(alpha) * x_t / beta), var
+
+
+def test_ddpm_step_samples_the_bayes_posterior_given_the_implied_x0():
+    """With eps consistent with x0, is ddpm_step a draw from q(x_prev | x_t, x0) (Bayes' rule): exact mean
+    differences for a shared seed, the posterior variance, no noise at the last step, and the generator used?"""
+    ab, ab_prev = 0.3, 0.6
+    x0, x_t = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    eps = (x_t - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
+    mean, var = bayes_posterior(x0, x_t, ab, ab_prev)
+    g = torch.Generator().manual_seed(0)
+    out = ddpm_step(x_t, eps, ab, ab_prev, g)
+    z = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(out, mean + math.sqrt(var) * z)
+    # the last step (alpha_bar_prev = 1) is deterministic: x0_hat
+    torch.testing.assert_close(ddpm_step(x_t, eps, ab, 1.0), x0)
+    # the same as one DDPMScheduler step on a two-step schedule with these alpha_bars
+    betas = torch.tensor([1 - ab_prev, 1 - ab / ab_prev], dtype=torch.float64)
+    scheduler = DDPMScheduler(betas)
+    ref, _ = scheduler.step(eps.float(), 1, x_t.float(), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(ddpm_step(x_t.float(), eps.float(), ab, ab_prev, torch.Generator().manual_seed(0)),
+                               ref, atol=1e-5, rtol=1e-5)
+
+
+def test_ddim_step_is_deterministic_exact_for_an_oracle_and_invertible():
+    """Is ddim_step (eta = 0) the DDIMScheduler's step, Song et al.'s eq. 13, exact for the true eps, and undone by
+    the step back with the same eps?"""
+    ab, ab_prev = 0.2, 0.7
+    x0, eps = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    x_t = math.sqrt(ab) * x0 + math.sqrt(1 - ab) * eps
+    out = ddim_step(x_t, eps, ab, ab_prev)
+    torch.testing.assert_close(out, math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps)
+    eq13 = math.sqrt(ab_prev) * (x_t / math.sqrt(ab) + (math.sqrt((1 - ab_prev) / ab_prev) - math.sqrt((1 - ab) / ab)) * eps)
+    w = torch.randn(5, 2, dtype=torch.float64)  # any eps, not only the true one
+    torch.testing.assert_close(ddim_step(x_t, w, ab, ab_prev),
+                               math.sqrt(ab_prev) * (x_t / math.sqrt(ab)
+                                                     + (math.sqrt((1 - ab_prev) / ab_prev) - math.sqrt((1 - ab) / ab)) * w))
+    torch.testing.assert_close(out, eq13)
+    torch.testing.assert_close(ddim_step(ddim_step(x_t, w, ab, ab_prev), w, ab_prev, ab), x_t)
+    scheduler = DDIMScheduler(torch.tensor([1 - ab_prev, 1 - ab / ab_prev], dtype=torch.float64))
+    torch.testing.assert_close(scheduler.step(w.float(), 1, x_t.float())[0], out.new_tensor(ddim_step(x_t, w, ab, ab_prev)).float(),
+                               atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("clip", [None, 1.0])
+@pytest.mark.parametrize("num_steps", [None, 9])
+def test_injected_step_functions_reproduce_the_built_in_samplers(clip, num_steps):
+    """Do DDPMScheduler(step_fn=ddpm_step) and DDIMScheduler(step_fn=ddim_step) follow the built-in updates step
+    for step (same noise, clipping included)?"""
+    sched = NoiseSchedule.from_name("cosine", 100)
+    w = torch.randn(3, 3, generator=torch.Generator().manual_seed(0))
+    for cls, fn in ((DDPMScheduler, ddpm_step), (DDIMScheduler, ddim_step)):
+        out = []
+        for step_fn in (None, fn):
+            scheduler = cls(sched, clip_sample=clip, step_fn=step_fn)
+            scheduler.set_timesteps(num_steps)
+            g = torch.Generator().manual_seed(1)
+            x = torch.randn(4, 3, generator=g)
+            x0s = []
+            for t in scheduler.timesteps:
+                x, x0 = scheduler.step(torch.sin(x @ w), t, x, generator=g)
+                x0s.append(x0)
+            out.append((x, torch.stack(x0s)))
+        torch.testing.assert_close(out[1][0], out[0][0], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(out[1][1], out[0][1], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="fixed_small"):
+        DDPMScheduler(sched, variance_type="fixed_large", step_fn=ddpm_step)
+
+
+def test_diffusion_loss_is_zero_for_the_noise_oracle_and_reproducible():
+    """Does diffusion_loss give 0 for a model that recovers the true eps from (x_t, t), the mean of eps^2 (about 1)
+    for a model that predicts 0, t in [0, T), and the same value for the same generator seed?"""
+    alpha_bar = NoiseSchedule.from_name("linear", 50).alpha_bar
+    x0 = torch.randn(4000, 2)
+    seen = {}
+
+    def oracle_model(x_t, t):
+        seen["t"] = t
+        ab = alpha_bar[t][:, None]
+        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+    loss = diffusion_loss(oracle_model, x0, alpha_bar, torch.Generator().manual_seed(0))
+    assert loss.dim() == 0 and loss.item() < 1e-8
+    assert seen["t"].dtype == torch.long and seen["t"].min() == 0 and seen["t"].max() == 49
+    zero = diffusion_loss(lambda x_t, t: torch.zeros_like(x_t), x0, alpha_bar, torch.Generator().manual_seed(0))
+    assert zero.item() == pytest.approx(1.0, abs=0.05)
+    a = diffusion_loss(lambda x_t, t: x_t * 0.5, x0, alpha_bar, torch.Generator().manual_seed(3))
+    b = diffusion_loss(lambda x_t, t: x_t * 0.5, x0, alpha_bar, torch.Generator().manual_seed(3))
+    assert a.item() == b.item()
+
+
+def test_diffusion_loss_fn_trains_like_the_built_in_loss():
+    """Does DDPM(diffusion_loss_fn=diffusion_loss) give the built-in loss for the same generator (unconditional),
+    pass labels to a conditional denoiser, and enter the cache key only when given?"""
+    base = tiny()
+    model = DDPM(base.config, diffusion_loss_fn=diffusion_loss)
+    model.load_state_dict(base.state_dict())
+    x = torch.rand(6, 1, 8, 8)
+    ref, _ = base.loss(x, generator=torch.Generator().manual_seed(0))
+    got, logs = model.loss(x, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(got, ref)
+    assert logs == {} and "diffusion_loss_fn" not in base.cache_key() and model.cache_key() != base.cache_key()
+    cond = tiny(num_classes=3)
+    seen = {}
+
+    def my_loss(eps_model, x0, alpha_bar, generator=None):
+        seen["out"] = eps_model(x0, torch.zeros(len(x0), dtype=torch.long))
+        return diffusion_loss(eps_model, x0, alpha_bar, generator)
+
+    cmodel = DDPM(DDPMConfig(kind="image", T=20, widths=(8, 16), num_classes=3, p_uncond=0.0), diffusion_loss_fn=my_loss)
+    cmodel.load_state_dict(cond.state_dict())
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    cmodel.loss((x, y))
+    torch.testing.assert_close(seen["out"], cond.denoiser(2 * x - 1, torch.zeros(6, dtype=torch.long), y))
+
+
 # ---------------------------------------------------------------------------------------------- networks
 def test_sinusoidal_time_embedding_by_hand():
     """Is the embedding [sin(t w_k), cos(t w_k)] with w_k = 10000^(-k / (dim/2 - 1))?"""
@@ -321,6 +457,33 @@ def test_schedule_constants_are_buffers():
         assert f"schedule.{name}" in state
     assert not any(n.startswith("schedule.") for n, _ in model.named_parameters())
     assert model.double().schedule.alpha_bar.dtype == torch.float64
+
+
+def test_injected_sampling_pieces_are_used_by_sample():
+    """Does sample call the injected ddpm_step_fn, ddim_step_fn and guidance_fn, and give the same samples as the
+    built-in pieces when they are gmlib's own?"""
+    calls = []
+
+    def spy(fn, name):
+        def wrapped(*args, **kwargs):
+            calls.append(name)
+            return fn(*args, **kwargs)
+        return wrapped
+
+    base = tiny(num_classes=2)
+    model = DDPM(base.config, ddpm_step_fn=spy(ddpm_step, "ddpm"), ddim_step_fn=spy(ddim_step, "ddim"),
+                 guidance_fn=spy(guided_eps, "cfg"))
+    model.load_state_dict(base.state_dict())
+    assert model.cache_key() == base.cache_key()
+    for kw in ({"sampler": "ddpm", "num_steps": 6}, {"sampler": "ddim", "num_steps": 5}):
+        calls.clear()
+        got = model.sample(3, y=1, guidance_scale=2.0, generator=torch.Generator().manual_seed(0), **kw)
+        ref = base.sample(3, y=1, guidance_scale=2.0, generator=torch.Generator().manual_seed(0), **kw)
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+        assert calls.count(kw["sampler"]) == kw["num_steps"] and calls.count("cfg") == kw["num_steps"]
+    calls.clear()
+    model.sample(2, sampler="ddim", num_steps=3, eta=1.0)  # the injected DDIM step covers eta = 0 only
+    assert "ddim" not in calls
 
 
 def test_guidance_scale_zero_is_the_conditional_prediction():

@@ -14,12 +14,15 @@ from gmlib.models.pixelcnn import (
     PixelCNN,
     PixelCNNConfig,
     categorical_log_prob,
+    categorical_nll,
     nats_to_bits_per_dim,
     raster_order,
     sample_categorical,
+    sample_pixels,
     to_levels,
 )
 from gmlib.nn.masked import MaskedConv2d, causal_mask
+from gmlib.nn.masked import input_gradient_map as gradient_map
 
 VARIANTS = {
     "plain": dict(gated=False),
@@ -117,6 +120,42 @@ def test_injected_mask_fn_builds_the_masks():
 
 
 # ---------------------------------------------------------------------------------------------- causality
+def test_input_gradient_map_of_a_plain_convolution_is_its_window():
+    """Is the map of an unmasked 3x3 convolution nonzero exactly on the 3x3 window around (row, col) (clipped
+    at the border), shaped (H, W), and is the caller's x left untouched?"""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(2, 3, 3, padding=1).double()
+    x = torch.randn(4, 2, 5, 6, dtype=torch.float64)
+    before = x.clone()
+    for r, c in [(0, 0), (2, 3), (4, 5)]:
+        m = gradient_map(conv, x, r, c)
+        assert m.shape == (5, 6) and (m >= 0).all()
+        window = torch.zeros(5, 6, dtype=torch.bool)
+        window[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] = True
+        assert torch.equal(m != 0, window)
+    assert torch.equal(x, before) and not x.requires_grad
+
+
+def test_input_gradient_map_uses_magnitudes_per_example():
+    """Do gradients of opposite sign in two examples add up instead of cancelling, and is the value the sum of
+    |d out / d x| computed by hand for a linear map?"""
+    sign = torch.tensor([1.0, -1.0], dtype=torch.float64)[:, None, None, None]
+    fn = lambda x: 3.0 * sign * x.roll(1, dims=-1)  # noqa: E731 - output (r, c) = 3 * sign * x(r, c - 1)
+    m = gradient_map(fn, torch.randn(2, 1, 3, 4, dtype=torch.float64), 1, 2)
+    expected = torch.zeros(3, 4, dtype=torch.float64)
+    expected[1, 1] = 6.0
+    torch.testing.assert_close(m, expected)
+    assert not gradient_map(lambda x: torch.zeros_like(x) + 1.0, torch.randn(1, 1, 2, 2), 0, 0).any()
+
+
+def test_input_gradient_map_agrees_with_the_model_check():
+    """Does gmlib's input_gradient_map on PixelCNN.network mark the same pixels as this file's own check?"""
+    model = tiny((1, 5, 5), levels=4, num_layers=3)
+    u = torch.randn(2, 1, 5, 5, dtype=torch.float64)
+    for r, c in [(1, 1), (3, 2)]:
+        assert torch.equal(gradient_map(model.network, u, r, c) != 0, input_gradient_map(model, r, c))
+
+
 def input_gradient_map(model: PixelCNN, r: int, c: int) -> torch.Tensor:
     """(H, W) bool: which input pixels the logits of output pixel (r, c) (all levels, all channels) depend on."""
     shape = model.config.image_shape
@@ -205,11 +244,35 @@ def test_probabilities_of_all_images_sum_to_one(image_shape, levels, variant):
 
 
 def test_categorical_log_prob_matches_torch_distributions():
-    """Is categorical_log_prob the sum of Categorical(logits).log_prob over channels and pixels?"""
+    """Is categorical_log_prob the sum of Categorical(logits).log_prob over channels and pixels, and
+    categorical_nll its negative?"""
     logits = torch.randn(3, 5, 2, 4, 4)
     k = torch.randint(0, 5, (3, 2, 4, 4))
     ref = Categorical(logits=logits.movedim(1, -1)).log_prob(k).flatten(1).sum(1)
     torch.testing.assert_close(categorical_log_prob(logits, k), ref)
+    torch.testing.assert_close(categorical_nll(logits, k), -ref)
+
+
+def test_injected_nll_fn_gives_the_likelihood():
+    """Does PixelCNN(nll_fn=...) compute log_prob as -nll_fn(logits, k), with its code in cache_key (and no
+    new key without it); is passing both nll_fn and log_prob_fn refused?"""
+    calls = []
+
+    def my_nll(logits, k):
+        calls.append(tuple(logits.shape))
+        return -Categorical(logits=logits.movedim(1, -1)).log_prob(k).flatten(1).sum(1)
+
+    cfg = PixelCNNConfig(image_shape=(1, 4, 4), levels=3, channels=4, num_layers=1)
+    torch.manual_seed(0)
+    plain = PixelCNN(cfg)
+    torch.manual_seed(0)
+    mine = PixelCNN(cfg, nll_fn=my_nll)
+    x = torch.randint(0, 3, (2, 1, 4, 4)).float() / 2
+    torch.testing.assert_close(mine.log_prob(x), plain.log_prob(x))
+    assert calls == [(2, 3, 1, 4, 4)]
+    assert set(plain.cache_key()) == {"mask_fn", "log_prob_fn"} and "nll_fn" in mine.cache_key()
+    with pytest.raises(ValueError, match="not both"):
+        PixelCNN(cfg, nll_fn=my_nll, log_prob_fn=categorical_log_prob)
 
 
 def test_bits_per_dim_is_nll_over_d_ln2():
@@ -271,6 +334,28 @@ def test_sampling_is_reproducible_with_a_generator(variant):
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.min() >= 0 and a.max() <= 1
     torch.testing.assert_close(a * 4, (a * 4).round())
+
+
+def test_sample_pixels_follows_the_model_and_matches_its_sample():
+    """Brute force: do sample_pixels' frequencies over all 16 binary 2x2 images match exp(log_prob); does it
+    draw exactly what PixelCNN.sample draws from the same generator (levels k, int64)?"""
+    model = tiny((1, 2, 2), levels=2, seed=3)
+    with torch.no_grad():
+        for p in model.head[-1].parameters():
+            p.mul_(8.0)
+        probs = model.log_prob(all_images((1, 2, 2), 2)).exp()  # (16,)
+    n = 20_000
+    with torch.no_grad():
+        k = sample_pixels(model.logits_from_levels, n, 2, 2, generator=torch.Generator().manual_seed(0))
+    assert k.shape == (n, 1, 2, 2) and k.dtype == torch.long
+    index = (k.view(n, 4) * torch.tensor([8, 4, 2, 1])).sum(1)
+    freq = torch.bincount(index, minlength=16).double() / n
+    assert (freq - probs).abs().max() < 4 * math.sqrt(0.25 / n)
+    model3 = tiny((1, 3, 4), levels=5, gated=True)
+    with torch.no_grad():
+        k3 = sample_pixels(model3.logits_from_levels, 6, 3, 4, generator=torch.Generator().manual_seed(7))
+    x3 = model3.sample(6, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(k3.double() / 4, x3)
 
 
 def test_sampling_ignores_dropout_and_keeps_the_mode():

@@ -19,6 +19,7 @@ from gmlib.models.text import (
     NGramModel,
     apply_temperature,
     make_windows,
+    sample_next,
     top_k_filter,
 )
 
@@ -113,6 +114,36 @@ def test_top_k_keeps_exactly_the_k_largest():
     assert torch.equal(top_k_filter(logits, 10), logits)
     with pytest.raises(ValueError):
         top_k_filter(logits, 0)
+
+
+def test_sample_next_follows_the_filtered_softmax():
+    """Do sample_next's draws follow softmax(top_k(logits / t)) (frequencies over 40k draws), reproducibly with
+    a generator; is temperature 0 the argmax?"""
+    logits = torch.tensor([1.0, 0.0, 2.0, -1.0, 0.5])
+    n = 40_000
+    for t, k in [(1.0, None), (0.5, None), (2.0, 3)]:
+        g = torch.Generator().manual_seed(0)
+        draws = sample_next(logits.expand(n, 5), t, k, g)
+        assert draws.shape == (n,) and draws.dtype == torch.long
+        expected = torch.softmax(top_k_filter(logits / t, k) if k else logits / t, dim=-1)
+        freq = torch.bincount(draws, minlength=5).float() / n
+        torch.testing.assert_close(freq, expected, atol=0.01, rtol=0)
+        again = sample_next(logits.expand(n, 5), t, k, torch.Generator().manual_seed(0))
+        assert torch.equal(draws, again)
+    assert sample_next(torch.tensor([[0.0, 3.0, 1.0], [2.0, 0.0, 1.0]]), 0.0).tolist() == [1, 0]
+
+
+def test_transformer_next_probs_is_a_ratio_of_string_probabilities():
+    """Is CharTransformer.next_probs(h)[c] = p(h + c) / p(h), both from log_prob (an independent path)?"""
+    model = tiny_transformer("abc", seed=3)
+    for history in ("", "a", "cab"):
+        probs = model.next_probs(history)
+        ids = model.vocab.encode(history)
+        with torch.no_grad():
+            base = model.log_prob(ids[None]) if history else torch.zeros(1, dtype=torch.float64)
+            ext = torch.stack([model.log_prob(torch.cat([ids, torch.tensor([c])])[None])[0] for c in range(3)])
+        torch.testing.assert_close(probs, (ext - base).exp())
+        assert probs.dtype == torch.float64
 
 
 # ---------------------------------------------------------------------------------------------- n-gram
@@ -261,6 +292,19 @@ def test_injected_sampling_pieces_are_used():
     ngram = NGramModel(CharVocab("ab"), 2, temperature_fn=my_temperature, top_k_fn=my_top_k).fit_counts("abba")
     ngram.sample(1, 1, temperature=0.5, top_k=1)
     assert calls == ["t", "k", "t", "k", "t", "k"]
+
+    seen = []
+
+    def my_sample(logits, temperature, top_k, generator):
+        seen.append((tuple(logits.shape), temperature, top_k, generator))
+        return torch.zeros(logits.shape[0], dtype=torch.long)
+
+    g = torch.Generator()
+    model.sample_fn = my_sample
+    assert model.sample(2, 3, temperature=0.7, top_k=2, generator=g) == ["aaa", "aaa"]
+    ngram = NGramModel(CharVocab("ab"), 2, sample_fn=my_sample).fit_counts("abba")
+    assert ngram.sample(1, 2, temperature=1.5, generator=g) == ["aa"]
+    assert seen == [((2, 2), 0.7, 2, g)] * 3 + [((1, 2), 1.5, None, g)] * 2
 
 
 # ---------------------------------------------------------------------------------------------- training
