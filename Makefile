@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 setup: $(STAMP)
 
 lab: setup  ## open the course (student view) in JupyterLab
-	$(BIN)/jupyter lab --notebook-dir=course
+	$(BIN)/jupyter lab --notebook-dir=course index.ipynb
 
 lab-instructor: setup  ## JupyterLab on the whole repository with nbgrader's instructor tools
 	binder/instructor-mode.sh $(BIN)/jupyter
@@ -43,11 +43,13 @@ test-notebooks: setup  ## every solution notebook executes in FAST mode
 	GMLIB_FAST=1 GMLIB_CACHE=$$cache $(BIN)/python -m pytest -n $(JOBS) --dist loadfile \
 	    --nbval-lax --nbval-current-env -p no:cacheprovider solutions $(PYTEST_ARGS)
 
-course: setup  ## regenerate course/ (student notebooks) from solutions/ with nbgrader
+course: setup  ## regenerate course/ (student notebooks) from solutions/ with nbgrader, and course/index.ipynb
 	$(BIN)/python -m autograder generate
+	$(BIN)/python -m autograder.index
 
 check-course: setup  ## is course/ exactly what nbgrader generates from solutions/?
 	$(BIN)/python -m autograder generate --check
+	$(BIN)/python -m autograder.index --check
 
 grade: setup  ## autograde a folder or zip of submissions: make grade LESSON=02_vae SUBMISSIONS=path
 	$(BIN)/python -m autograder grade $(LESSON) $(SUBMISSIONS)
@@ -60,6 +62,7 @@ export: setup
 
 bench: setup  ## lesson budgets (benchmarks/results/) and every family vs baselines (benchmarks/RESULTS.md)
 	$(BIN)/python benchmarks/lesson_budget.py
+	$(BIN)/python -m autograder.index  # the index shows the measured time of each lesson
 	$(BIN)/python benchmarks/run.py
 
 lint: setup

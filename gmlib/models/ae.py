@@ -14,6 +14,9 @@ masking noise). `noise_std` is sigma for "gaussian" and the drop probability p f
 
 Anomaly detection: `reconstruction_error(x)` (B,) is err(g(f(x)), x) on the clean input; an AE trained on
 normal data reconstructs normal inputs better than unusual ones, so the error is an anomaly score.
+`threshold_at_fpr(scores_normal, fpr)` picks the decision threshold (flag x when score > t) that keeps the
+false-positive rate on normal data at most fpr; AUROC is `gmlib.metrics.auroc`. `encode_dataset` maps a data
+set to its codes in batches, without gradients.
 
 Sampling (a weak baseline): an AE defines no distribution over z, so it has no sampler of its own. `sample`
 decodes z = mu + sigma * eps, eps ~ N(0, I), with mu and sigma the per-dimension mean and standard deviation
@@ -41,7 +44,8 @@ from ..checkpoints import function_key
 from ..nn import MLP, randn_like_with
 from ..nn.conv import ConvDecoder, ConvEncoder
 
-__all__ = ["AEConfig", "Autoencoder", "corrupt", "denoising_loss", "reconstruction_error"]
+__all__ = ["AEConfig", "Autoencoder", "corrupt", "denoising_loss", "encode_dataset", "reconstruction_error",
+           "threshold_at_fpr"]
 
 NOISE_KINDS = ("gaussian", "masking")
 RECONSTRUCTION_KINDS = ("mse", "bce")
@@ -106,6 +110,28 @@ def denoising_loss(
     autoencoder loss. `reconstruct` maps (B, ...) -> (B, ...) (a model's forward, g(f(.)))."""
     x_tilde = corrupt(x, noise_std, kind, generator=generator)  # (B, ...)
     return reconstruction_error(reconstruct(x_tilde), x, reconstruction, reduction).mean()
+
+
+@torch.no_grad()
+def encode_dataset(encode: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 256) -> Tensor:
+    """Codes of a whole data set, computed in consecutive batches without gradients: encode maps (b, ...) ->
+    (b, d); x (N, ...) -> (N, d), rows in the order of x."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    return torch.cat([encode(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def threshold_at_fpr(scores_normal: Tensor, fpr: float) -> float:
+    """The decision threshold t for "anomalous when score > t" with a false-positive rate of at most `fpr` on
+    the given normal scores (n,): the smallest normal score with at most floor(fpr * n) normal scores above
+    it, i.e. the (floor(fpr * n) + 1)-th largest normal score."""
+    if not 0.0 <= fpr <= 1.0:
+        raise ValueError(f"fpr must lie in [0, 1], got {fpr}")
+    s = torch.as_tensor(scores_normal).detach().flatten()
+    if len(s) == 0:
+        raise ValueError("threshold_at_fpr needs at least one normal score")
+    allowed = min(math.floor(fpr * len(s)), len(s) - 1)  # normal scores allowed above t
+    return float(torch.sort(s).values[len(s) - 1 - allowed])
 
 
 # ---------------------------------------------------------------------------------------------- the model

@@ -45,8 +45,12 @@ Images: dequantisation and bits per dimension, step by step (lesson 05; D = C * 
 The logit and its log-det are part of the model; the D log L term is not (it only converts units).
 
 The pieces a lesson teaches are small pure functions (`affine_coupling_forward`, `affine_coupling_inverse`,
-`coupling_logdet`, the masks, `dequantize`, `bits_per_dim`); `RealNVP` takes replacements for the coupling ones,
-so a student trains a real flow with their own code: `RealNVP(config, coupling_logdet_fn=mine)`.
+`coupling_logdet`, the masks, `dequantize`, `bits_per_dim`); `RealNVP` takes replacements for the coupling ones
+and for `dequantize`, so a student trains a real flow with their own code: `RealNVP(config, coupling_logdet_fn=mine)`.
+
+Layer by layer (the lesson's explorer): `sample(n, return_trajectory=True)` gives the states of the inverse pass,
+`layer_outputs(flow, x)` those of the forward pass, and `stage_log_prob(flow, h, j)` the exact density of the state
+after inverting the top j layers (j = 0: the base N(0, I); j = K: the model), which `density_grid` draws.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ __all__ = [
     "bits_per_dim",
     "density_grid",
     "layer_outputs",
+    "stage_log_prob",
 ]
 
 Net = Callable[[Tensor], Tensor]
@@ -463,7 +468,8 @@ class RealNVP(nn.Module):
     channel masks; per layer [ActNorm] [Invertible1x1Conv if C > 1] AffineCoupling with small conv nets (or
     MLPs on the flattened image: coupling_net="mlp"). s and t are the two output halves of one network
     (`SharedST`, run once per coupling) unless share_st=False.
-    coupling_forward_fn / coupling_inverse_fn / coupling_logdet_fn replace the reference pieces in every coupling.
+    coupling_forward_fn / coupling_inverse_fn / coupling_logdet_fn replace the reference pieces in every coupling;
+    dequantize_fn(x, levels) -> y replaces `dequantize` in `loss` (used with config.dequantize=True).
     """
 
     def __init__(
@@ -473,6 +479,7 @@ class RealNVP(nn.Module):
         coupling_forward_fn: Callable[..., tuple[Tensor, Tensor]] | None = None,
         coupling_inverse_fn: Callable[..., Tensor] | None = None,
         coupling_logdet_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        dequantize_fn: Callable[[Tensor, int], Tensor] | None = None,
     ):
         super().__init__()
         if config.kind not in ("2d", "image"):
@@ -485,6 +492,7 @@ class RealNVP(nn.Module):
         self.coupling_forward_fn = coupling_forward_fn
         self.coupling_inverse_fn = coupling_inverse_fn
         self.coupling_logdet_fn = coupling_logdet_fn
+        self.dequantize_fn = dequantize_fn
         # a buffer that carries the device and dtype even for a flow without parameters
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)
         layers = self._build_2d() if config.kind == "2d" else self._build_image()
@@ -542,8 +550,11 @@ class RealNVP(nn.Module):
 
     def cache_key(self) -> dict:
         """What besides the config determines the trained weights: the injected functions' code."""
-        return {name: function_key(getattr(self, name))
-                for name in ("coupling_forward_fn", "coupling_inverse_fn", "coupling_logdet_fn")}
+        key = {name: function_key(getattr(self, name))
+               for name in ("coupling_forward_fn", "coupling_inverse_fn", "coupling_logdet_fn")}
+        if self.dequantize_fn is not None:  # only when given, so the keys of earlier checkpoints stay valid
+            key["dequantize_fn"] = function_key(self.dequantize_fn)
+        return key
 
     @property
     def num_dims(self) -> int:
@@ -590,7 +601,7 @@ class RealNVP(nn.Module):
         """Mean negative log-likelihood in nats; batch = x or (x, ...). Logs "nll" and, with levels > 0, "bpd"."""
         x = self._first(batch)
         if self.config.dequantize:
-            x = dequantize(x, self.config.levels)
+            x = (self.dequantize_fn or dequantize)(x, self.config.levels)
         log_p = self.log_prob(x)  # (B,)
         nll = -log_p.mean()
         logs = {"nll": nll.item()}
@@ -634,9 +645,12 @@ def density_grid(
     resolution: int = 200,
     *,
     batch_size: int = 16384,
+    num_inverted: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """A 2D flow's density on a grid of cell centres: xs (R,), ys (R,), density (R, R) with density[i, j] =
-    p(xs[j], ys[i]) (rows follow y, as imshow(origin="lower") and contour expect). CPU tensors."""
+    p(xs[j], ys[i]) (rows follow y, as imshow(origin="lower") and contour expect). CPU tensors.
+
+    num_inverted=j draws instead the density of the state after inverting the top j layers (`stage_log_prob`)."""
     if tuple(flow.event_shape) != (2,):
         raise ValueError(f"density_grid needs a flow on 2D points, this one models {tuple(flow.event_shape)}")
     device = device_of(flow)
@@ -647,7 +661,10 @@ def density_grid(
     ys = torch.linspace(ylim[0] + dy / 2, ylim[1] - dy / 2, resolution, dtype=dtype)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     points = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)  # (R*R, 2)
-    log_p = torch.cat([flow.log_prob(chunk.to(device)).cpu() for chunk in points.split(batch_size)])
+    def log_density(chunk: Tensor) -> Tensor:
+        return flow.log_prob(chunk) if num_inverted is None else stage_log_prob(flow, chunk, num_inverted)
+
+    log_p = torch.cat([log_density(chunk.to(device)).cpu() for chunk in points.split(batch_size)])
     return xs, ys, log_p.exp().view(resolution, resolution)
 
 
@@ -663,3 +680,26 @@ def layer_outputs(flow: RealNVP, x: Tensor) -> Tensor:
         states.append(flow.to_data_layout(h, k + 1))
     return torch.stack(states)
 
+
+
+def stage_log_prob(flow: RealNVP, h: Tensor, num_inverted: int) -> Tensor:
+    """Exact log-density (nats) of the state after inverting the top `num_inverted` = j layers of z ~ N(0, I):
+    (B, *event_shape) -> (B,), h in the data's layout (as `sample(..., return_trajectory=True)` returns it).
+
+    That state is h = f_{K-j+1}^{-1}( ... f_K^{-1}(z)), so by the change of variables through the j layers
+        log p_j(h) = log N(f_K( ... f_{K-j+1}(h)); 0, I) + sum_{k > K-j} log |det J_k|.
+    j = 0 is the base density, j = K the model's `log_prob`.
+    """
+    num_layers = len(flow.layers)
+    if not 0 <= num_inverted <= num_layers:
+        raise ValueError(f"num_inverted must lie in 0..{num_layers} (the flow has {num_layers} layers), got {num_inverted}")
+    flow._check(h)
+    start = num_layers - num_inverted
+    for layer in flow.layers[:start]:  # bring h into the layout the remaining layers expect
+        if isinstance(layer, Squeeze):
+            h, _ = layer(h)
+    logdet = h.new_zeros(h.shape[0])
+    for layer in flow.layers[start:]:
+        h, ld = layer(h)
+        logdet = logdet + ld
+    return standard_normal_log_prob(h) + logdet

@@ -7,7 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from gmlib.models.ae import AEConfig, Autoencoder, corrupt, denoising_loss, reconstruction_error
+from gmlib.models.ae import (
+    AEConfig,
+    Autoencoder,
+    corrupt,
+    denoising_loss,
+    encode_dataset,
+    reconstruction_error,
+    threshold_at_fpr,
+)
 from gmlib.nn.conv import ConvDecoder, ConvEncoder, ResidualBlock, conv_sizes
 
 
@@ -264,6 +272,39 @@ def test_sum_reduction_config_scales_the_model_error():
     x = torch.rand(4, 1, 8, 8)
     torch.testing.assert_close(sum_model.reconstruction_error(x), 64 * mean_model.reconstruction_error(x))
     torch.testing.assert_close(sum_model.loss(x)[0], 64 * mean_model.loss(x)[0])
+
+
+
+def test_encode_dataset_batches_in_order_without_gradients():
+    """Are the codes those of encoding everything at once, from batches of at most batch_size, in order, with
+    gradients off?"""
+    lin = nn.Linear(64, 3)
+    seen = []
+
+    def encode(b):
+        seen.append((len(b), torch.is_grad_enabled()))
+        return lin(b.flatten(1))
+
+    x = torch.rand(10, 1, 8, 8)
+    z = encode_dataset(encode, x, batch_size=4)
+    assert seen == [(4, False), (4, False), (2, False)] and not z.requires_grad
+    with torch.no_grad():
+        torch.testing.assert_close(z, lin(x.flatten(1)))
+    with pytest.raises(ValueError, match="batch_size"):
+        encode_dataset(encode, x, batch_size=0)
+
+
+def test_threshold_at_fpr_is_the_smallest_threshold_within_the_rate():
+    """Is the threshold the smallest normal score with at most floor(fpr * n) normal scores above it, checked by
+    trying every candidate, ties included?"""
+    g = torch.Generator().manual_seed(0)
+    for scores in (torch.randn(37, generator=g), torch.randint(0, 5, (40,), generator=g).float()):
+        for fpr in (0.0, 0.03, 0.1, 0.25, 0.5, 0.99, 1.0):
+            allowed = int(fpr * len(scores))
+            ok = [float(t) for t in scores if int((scores > t).sum()) <= allowed]
+            assert threshold_at_fpr(scores, fpr) == min(ok)
+    with pytest.raises(ValueError, match="fpr"):
+        threshold_at_fpr(torch.rand(5), 1.5)
 
 
 # ------------------------------------------------------------------------------------------------ training

@@ -30,6 +30,7 @@ from gmlib.models.flows import (
     density_grid,
     dequantize,
     layer_outputs,
+    stage_log_prob,
 )
 from gmlib.nn import MLP
 from gmlib.train import fit
@@ -373,6 +374,62 @@ def test_injected_coupling_pieces_are_used_and_change_the_cache_key():
     torch.testing.assert_close(mine.inverse(mine(x)[0]), x)
     assert not torch.allclose(wrong.log_prob(x), ref.log_prob(x))
     assert len({str(m.cache_key()) for m in (ref, mine, wrong)}) == 3
+
+
+def test_injected_dequantize_is_used_by_loss_and_keys_the_cache():
+    """Does loss() dequantize with an injected dequantize_fn (called with the levels), and does the cache key
+    change with it while staying as before for flows without one?"""
+    cfg = FlowConfig(kind="image", image_shape=(1, 4, 4), num_layers=1, hidden=4, levels=17, dequantize=True)
+    calls = []
+
+    def mid_bin(x, levels):  # a deterministic "dequantisation": the centre of each bin
+        calls.append(levels)
+        return ((x * (levels - 1)).round() + 0.5) / levels
+
+    torch.manual_seed(0)
+    ref = RealNVP(cfg)
+    mine = RealNVP(cfg, dequantize_fn=mid_bin)
+    mine.load_state_dict(ref.state_dict())
+    x = torch.randint(0, 17, (5, 1, 4, 4)).float() / 16
+    loss, _ = mine.loss(x)
+    assert calls == [17]
+    torch.testing.assert_close(loss, -ref.log_prob((x * 16 + 0.5) / 17).mean())
+    assert set(ref.cache_key()) == {"coupling_forward_fn", "coupling_inverse_fn", "coupling_logdet_fn"}
+    assert mine.cache_key() != ref.cache_key()
+
+
+@pytest.mark.parametrize("name", ["2d", "image"])
+def test_stage_log_prob_runs_from_the_base_to_the_model_along_the_inverse_pass(name):
+    """Is stage_log_prob the base density for j = 0, the model's log_prob for j = K, and, at every j, the base
+    log-density of z minus the autograd log |det| of the j inverse layers that carried z to h_j?"""
+    flow, _ = make_flow(name)
+    num_layers = len(flow.layers)
+    _, traj = flow.sample(3, generator=torch.Generator().manual_seed(0), return_trajectory=True)
+    z = traj[0]
+    torch.testing.assert_close(stage_log_prob(flow, z, 0), Normal(0.0, 1.0).log_prob(z).flatten(1).sum(1))
+    torch.testing.assert_close(stage_log_prob(flow, traj[-1], num_layers), flow.log_prob(traj[-1]))
+    h = torch.randn(3, *flow.latent_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = Normal(0.0, 1.0).log_prob(h).flatten(1).sum(1)  # (3,)
+    for j, layer in enumerate(reversed(flow.layers), start=1):
+        expected = expected - jacobian_logdet(lambda v, layer=layer: (layer.inverse(v),), h)
+        h = layer.inverse(h)
+        torch.testing.assert_close(flow.to_data_layout(h, num_layers - j), traj[j])
+        torch.testing.assert_close(stage_log_prob(flow, traj[j], j), expected)
+    with pytest.raises(ValueError, match="num_inverted"):
+        stage_log_prob(flow, traj[0], num_layers + 1)
+
+
+def test_every_stage_density_integrates_to_one():
+    """Does density_grid(num_inverted=j) integrate to about 1 for every j of a 2D flow (midpoint rule)?"""
+    torch.manual_seed(0)
+    flow = perturb(RealNVP(FlowConfig(kind="2d", num_layers=3, hidden=16, use_actnorm=False, use_1x1=False)), 0.2)
+    flow = flow.double()
+    for j in range(len(flow.layers) + 1):
+        xs, ys, density = density_grid(flow, (-9.0, 9.0), (-9.0, 9.0), resolution=500, num_inverted=j)
+        mass = float(density.sum() * (xs[1] - xs[0]) * (ys[1] - ys[0]))
+        assert abs(mass - 1.0) < 0.01, (j, mass)
+    torch.testing.assert_close(density_grid(flow, resolution=20, num_inverted=len(flow.layers))[2],
+                               density_grid(flow, resolution=20)[2])
 
 
 def test_config_errors_are_concise():
