@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from benchmarks.families import CPU_CLOCK
+from benchmarks.families import CPU_CLOCK, EMA
 from gmlib.data import digits_loader
 from gmlib.models.ddpm import DDPM, DDPMConfig
 from gmlib.train import History, fit
@@ -34,28 +34,6 @@ EPOCHS = 10_000  # the time budget stops training
 
 def build() -> nn.Module:
     return DDPM(CONFIG)
-
-
-class EMA:
-    """Callback for `fit`: after each step, ema <- decay * ema + (1 - decay) * weights (decay warmed up)."""
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.params = list(model.parameters())
-        self.shadow = [p.detach().clone() for p in self.params]
-        self.decay = decay
-
-    @torch.no_grad()
-    def __call__(self, model: nn.Module, step: int, logs: dict) -> None:
-        if self.shadow[0].device != self.params[0].device:  # fit moved the model after we were made
-            self.shadow = [s.to(p.device) for s, p in zip(self.shadow, self.params, strict=True)]
-        decay = min(self.decay, (1 + step) / (10 + step))
-        for s, p in zip(self.shadow, self.params, strict=True):
-            s.lerp_(p.detach(), 1.0 - decay)
-
-    @torch.no_grad()
-    def copy_to_model(self) -> None:
-        for s, p in zip(self.shadow, self.params, strict=True):
-            p.copy_(s)
 
 
 def train(model: nn.Module, budget_s: float, device) -> History:
