@@ -32,8 +32,29 @@ NUM_STEPS = 100
 EPOCHS = 10_000  # the time budget stops training
 
 
+DENOISER = "unet"  # or "mlp": an MLP eps-network on the flattened 64 pixels (FlatDDPM below)
+MLP_WIDTHS = (512, 512, 512)
+
+
+class FlatDDPM(nn.Module):
+    """The 2D-data DDPM (an MLP denoiser) applied to flattened 8x8 images scaled to [-1, 1]."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = DDPM(DDPMConfig(kind="2d", data_dim=64, T=CONFIG.T, schedule=CONFIG.schedule, widths=MLP_WIDTHS))
+
+    def loss(self, batch):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch  # (B, 1, 8, 8) in [0, 1]
+        return self.inner.loss(2.0 * x.flatten(1) - 1.0)
+
+    @torch.no_grad()
+    def sample(self, n: int, **kwargs) -> torch.Tensor:
+        flat = self.inner.sample(n, **kwargs)  # (n, 64) in model units
+        return ((flat.clamp(-1.0, 1.0) + 1.0) / 2.0).view(n, *CONFIG.image_shape)
+
+
 def build() -> nn.Module:
-    return DDPM(CONFIG)
+    return FlatDDPM() if DENOISER == "mlp" else DDPM(CONFIG)
 
 
 def train(model: nn.Module, budget_s: float, device) -> History:
