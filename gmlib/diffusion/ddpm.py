@@ -73,7 +73,8 @@ def ddpm_step(
     x_t, eps_pred (B, ...); alpha_bar_t and alpha_bar_prev the cumulative products at this timestep and the next
     (smaller) one, 1 after the last step. With beta = 1 - alpha_bar_t / alpha_bar_prev (a strided subset's beta):
         x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
-        mu     = sqrt(alpha_bar_prev) beta / (1 - alpha_bar_t) x0_hat + sqrt(1 - beta) (1 - alpha_bar_prev) / (1 - alpha_bar_t) x_t
+        mu     = sqrt(alpha_bar_prev) beta / (1 - alpha_bar_t) x0_hat
+               + sqrt(1 - beta) (1 - alpha_bar_prev) / (1 - alpha_bar_t) x_t
         var    = (1 - alpha_bar_prev) / (1 - alpha_bar_t) beta                            (0 at the last step)
     Returns x_prev = mu + sqrt(var) z, z ~ N(0, I) from `generator` (no noise drawn when var = 0): (B, ...).
     """

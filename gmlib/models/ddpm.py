@@ -34,7 +34,7 @@ from ..nn.blocks import randn_like_with
 from ..nn.unet import MLPDenoiser, UNet
 from ..train import split_batch
 
-__all__ = ["DDPMConfig", "DDPM", "guided_eps", "diffusion_loss"]
+__all__ = ["DDPMConfig", "DDPM", "guided_eps", "diffusion_loss", "EMA"]
 
 EpsModel = Callable[[Tensor, Tensor], Tensor]  # eps_theta(x_t (B, ...), t (B,) int64) -> (B, ...)
 
@@ -68,6 +68,34 @@ def diffusion_loss(
     eps = randn_like_with(x0, generator)  # (B, ...)
     x_t = (q_sample_fn or q_sample)(x0, t, eps, alpha_bar)
     return (eps_model(x_t, t) - eps).pow(2).mean()
+
+
+# ---------------------------------------------------------------------------------------------- training aid
+class EMA:
+    """Exponential moving average of a model's weights, as a `fit` callback (Ho et al., 2020, sample from it).
+
+    After each step: shadow <- d * shadow + (1 - d) * weights, with d = min(decay, (1 + step) / (10 + step))
+    (warmed up, so the first steps do not keep the random initial weights). `copy_to_model()` puts the averaged
+    weights into the model at the end of training.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.995):
+        self.params = list(model.parameters())
+        self.shadow = [p.detach().clone() for p in self.params]
+        self.decay = decay
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module, step: int, logs: dict) -> None:
+        if self.shadow[0].device != self.params[0].device:  # fit moved the model after this was made
+            self.shadow = [s.to(p.device) for s, p in zip(self.shadow, self.params, strict=True)]
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for s, p in zip(self.shadow, self.params, strict=True):
+            s.lerp_(p.detach(), 1.0 - decay)
+
+    @torch.no_grad()
+    def copy_to_model(self) -> None:
+        for s, p in zip(self.shadow, self.params, strict=True):
+            p.copy_(s)
 
 
 # ---------------------------------------------------------------------------------------------- the model
@@ -259,13 +287,16 @@ class DDPM(nn.Module):
         step_kwargs = {"eta": eta} if sampler == "ddim" else {}
 
         x = randn_like_with(ref.new_empty(n, *self.data_shape), generator)  # x_T ~ N(0, I)
-        states, x0_preds = [x], []
-        for t in scheduler.timesteps:
+        if return_trajectory:  # preallocated: S small tensors kept alive, then stacked, fragment the heap badly
+            S = len(scheduler.timesteps)
+            states, x0_preds = x.new_empty((S + 1, *x.shape)), x.new_empty((S, *x.shape))
+            states[0] = x
+        for i, t in enumerate(scheduler.timesteps):
             eps = self.predict_eps(x, int(t), y, guidance_scale)
             x, x0_pred = scheduler.step(eps, t, x, generator=generator, **step_kwargs)
             if return_trajectory:
-                states.append(x)
-                x0_preds.append(x0_pred)
+                states[i + 1] = x
+                x0_preds[i] = x0_pred
 
         samples = self.to_data_space(x)
         if self.config.kind == "image":
@@ -273,8 +304,8 @@ class DDPM(nn.Module):
         if not return_trajectory:
             return samples
         trajectory = {
-            "x_t": self.to_data_space(torch.stack(states)),  # (S+1, n, ...)
-            "x0_pred": self.to_data_space(torch.stack(x0_preds)),  # (S, n, ...)
+            "x_t": self.to_data_space(states),  # (S+1, n, ...)
+            "x0_pred": self.to_data_space(x0_preds),  # (S, n, ...)
             "t": scheduler.timesteps.clone(),  # (S,)
         }
         return samples, trajectory

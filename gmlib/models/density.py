@@ -53,11 +53,12 @@ def gaussian_log_prob(x: Tensor, means: Tensor, covariances: Tensor) -> Tensor:
 
     Computed through the Cholesky factor Sigma = L L^T: log N = -(|L^-1 (x - mu)|^2 + D log 2 pi) / 2 - sum log diag L.
     """
-    d = x.shape[1]
+    k, d = means.shape
     chol = torch.linalg.cholesky(covariances)  # (K, D, D)
-    diff = (x[:, None, :] - means[None]).transpose(0, 1)  # (K, N, D)
-    white = torch.linalg.solve_triangular(chol, diff.transpose(1, 2), upper=False)  # (K, D, N)
-    maha = white.pow(2).sum(dim=1).T  # (N, K) squared Mahalanobis distances
+    eye = torch.eye(d, dtype=covariances.dtype, device=covariances.device).expand(k, d, d)
+    chol_inv = torch.linalg.solve_triangular(chol, eye, upper=False)  # (K, D, D): L^-1
+    white = (x[None] - means[:, None]) @ chol_inv.transpose(1, 2)  # (K, N, D): L^-1 (x_n - mu_k)
+    maha = white.pow(2).sum(dim=2).T  # (N, K) squared Mahalanobis distances
     half_logdet = torch.diagonal(chol, dim1=1, dim2=2).log().sum(dim=1)  # (K,)
     return -0.5 * (maha + d * math.log(2 * math.pi)) - half_logdet[None]
 

@@ -23,7 +23,9 @@ Spectral normalisation divides each weight of D by an estimate of its largest si
 iteration per training forward pass), so each layer is 1-Lipschitz.
 
 The pieces a lesson teaches are small pure functions of D's outputs; `GAN` takes replacements for them, so a
-student trains a real model with their own code: `GAN(config, d_loss_fn=mine, g_loss_fn=mine)`.
+student trains a real model with their own code: `GAN(config, d_loss_fn=mine, g_loss_fn=mine)`. The two halves
+of a training round are functions too (`discriminator_step`, `generator_step`), and `make_gan_step` turns a
+student's versions of them into a step function for `fit`.
 
     model = GAN(GANConfig(data="image", image_shape=(1, 8, 8)))
     history = fit(model, loader, optimizers=model.optimizers(), step_fn=gan_step, max_steps=2000)
@@ -51,6 +53,9 @@ __all__ = [
     "GANConfig",
     "GAN",
     "gan_step",
+    "discriminator_step",
+    "generator_step",
+    "make_gan_step",
     "d_loss_minimax",
     "g_loss_minimax",
     "g_loss_nonsaturating",
@@ -429,6 +434,83 @@ def gan_step(model: GAN, batch, optimizers: Sequence[torch.optim.Optimizer]) -> 
         for p, flag in zip(model.D.parameters(), flags, strict=True):
             p.requires_grad_(flag)
     return {"loss": d_logs["d_loss"] + g_logs["g_loss"], **d_logs, **g_logs}
+
+
+def discriminator_step(
+    G: nn.Module,
+    D: nn.Module,
+    opt_d: torch.optim.Optimizer,
+    d_loss_fn: Callable[[Tensor, Tensor], Tensor],
+    real: Tensor,
+    z: Tensor,
+    y: Tensor | None = None,
+) -> float:
+    """One update of D: fakes G(z, y) made without a graph into G, loss d_loss_fn(D(real, y), D(fake, y)),
+    zero D's gradients, backward, opt_d.step(). real (B, ...) in model space, z (B, d), y (B,) or None.
+    Returns the loss before the update (a float). G's parameters and gradients are left alone."""
+    with torch.no_grad():
+        fake = G(z, y)  # (B, ...)
+    loss = d_loss_fn(D(real, y), D(fake, y))
+    opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_d.step()
+    return loss.item()
+
+
+def generator_step(
+    G: nn.Module,
+    D: nn.Module,
+    opt_g: torch.optim.Optimizer,
+    g_loss_fn: Callable[[Tensor], Tensor],
+    z: Tensor,
+    y: Tensor | None = None,
+) -> float:
+    """One update of G: loss g_loss_fn(D(G(z, y), y)) with the gradient flowing through D into G, zero G's
+    gradients, backward, opt_g.step(). z (B, d), y (B,) or None. Returns the loss before the update (a float).
+    D's parameters are not changed (and, to save a backward pass, get no gradients)."""
+    flags = [p.requires_grad for p in D.parameters()]
+    D.requires_grad_(False)
+    try:
+        loss = g_loss_fn(D(G(z, y), y))
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+    finally:
+        for p, flag in zip(D.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+    return loss.item()
+
+
+def make_gan_step(
+    discriminator_step_fn: Callable[..., float] | None = None,
+    generator_step_fn: Callable[..., float] | None = None,
+) -> Callable[[GAN, object, Sequence[torch.optim.Optimizer]], dict[str, float]]:
+    """A step function for `fit` built from (a student's) `discriminator_step` and `generator_step`: n_critic
+    D updates against fresh fakes, then one G update, with the model's losses (injected, or those of
+    config.loss). Not for "wgan-gp", whose D update needs the gradient penalty: use `gan_step` there.
+
+        fit(model, loader, optimizers=model.optimizers(), step_fn=make_gan_step(my_d_step, my_g_step))
+    """
+    d_step = discriminator_step_fn or discriminator_step
+    g_step = generator_step_fn or generator_step
+
+    def step(model: GAN, batch, optimizers: Sequence[torch.optim.Optimizer]) -> dict[str, float]:
+        if model.config.loss == "wgan-gp":
+            raise ValueError("make_gan_step's D update has no gradient penalty: train loss='wgan-gp' with gan_step")
+        opt_g, opt_d = optimizers
+        d_fn, g_fn = LOSSES[model.config.loss]
+        d_fn, g_fn = model.d_loss_fn or d_fn, model.g_loss_fn or g_fn
+        real, y = model.split_batch(batch)  # (B, ...) in model space
+        n = real.shape[0]
+        for _ in range(model.config.n_critic):
+            d_loss = float(d_step(model.G, model.D, opt_d, d_fn, real, model.sample_latent(n), y))
+        g_loss = float(g_step(model.G, model.D, opt_g, g_fn, model.sample_latent(n), y))
+        for name, value in (("discriminator", d_loss), ("generator", g_loss)):
+            if not math.isfinite(value):
+                raise FloatingPointError(f"{name} loss became {value}: lower the learning rates")
+        return {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss}
+
+    return step
 
 
 # ---------------------------------------------------------------------------------------------- 2D diagnostics

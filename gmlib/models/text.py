@@ -164,8 +164,12 @@ class NGramModel:
     """Order-n character model with add-k smoothing, fitted by counting: `NGramModel(vocab, 3).fit_counts(text)`.
 
     order 1 is the unigram model (context ""). An unseen context gets the uniform distribution (add-k of zero
-    counts). All probabilities are exact ratios of counts, so `log_prob` is exact. The default k = 0.1 beats
-    add-one (k = 1) on held-out stdlib docstrings for orders 3 to 5: add-one flattens the many rare contexts.
+    counts), or with `backoff=True` the distribution of its longest suffix that was seen in training (the
+    counts of every shorter order are kept for that): which distribution is used depends only on the history,
+    so every conditional still sums to 1 and `log_prob` stays exact. Without back-off a sampler that draws a
+    character never seen in its context lands in an unseen context, gets the uniform distribution, and keeps
+    producing noise. All probabilities are exact ratios of counts. The default k = 0.1 beats add-one (k = 1) on
+    held-out stdlib docstrings for orders 3 to 5: add-one flattens the many rare contexts.
     """
 
     PAD = "\x00"  # the start symbol that left-pads the first contexts (never a vocabulary character)
@@ -179,6 +183,7 @@ class NGramModel:
         temperature_fn: LogitsFn | None = None,
         top_k_fn: Callable[[Tensor, int], Tensor] | None = None,
         sample_fn: SampleFn | None = None,
+        backoff: bool = False,
     ):
         if order < 1:
             raise ValueError(f"order must be >= 1, got {order}")
@@ -186,7 +191,7 @@ class NGramModel:
             raise ValueError(f"k must be >= 0, got {k}")
         if self.PAD in vocab.stoi:
             raise ValueError("the vocabulary may not contain the start symbol '\\x00'")
-        self.vocab, self.order, self.k = vocab, order, k
+        self.vocab, self.order, self.k, self.backoff = vocab, order, k, backoff
         self.temperature_fn, self.top_k_fn, self.sample_fn = temperature_fn, top_k_fn, sample_fn
         self.counts: dict[str, Counter] = {}  # context (order-1 characters) -> Counter of next characters
         self.totals: Counter = Counter()  # context -> number of occurrences
@@ -199,17 +204,27 @@ class NGramModel:
     def fit_counts(self, text: str) -> NGramModel:
         """Add the counts of every (context, next character) pair of `text` (start padded); returns self."""
         self.vocab.encode(text)  # raises on unknown characters
-        n = self.order - 1
-        padded = self.PAD * n + text
-        for t in range(len(text)):
-            context, ch = padded[t : t + n], padded[t + n]
-            self.counts.setdefault(context, Counter())[ch] += 1
-            self.totals[context] += 1
+        for order in range(1, self.order + 1) if self.backoff else (self.order,):  # back-off: every shorter order
+            n = order - 1
+            padded = self.PAD * n + text
+            for t in range(len(text)):
+                context, ch = padded[t : t + n], padded[t + n]
+                self.counts.setdefault(context, Counter())[ch] += 1
+                self.totals[context] += 1
         return self
+
+    def context_used(self, history: str) -> str:
+        """The context whose counts give p(next | history): the last order-1 characters (PAD-padded), or with
+        back-off their longest suffix seen in training ("" if none)."""
+        context = self.context_of(history)
+        if self.backoff:
+            while context and self.totals[context] == 0:
+                context = context[1:]
+        return context
 
     def next_probs(self, history: str) -> Tensor:
         """p(next character | the last order-1 characters of history): (V,) float64, sums to 1."""
-        context = self.context_of(history)
+        context = self.context_used(history)
         v = len(self.vocab)
         counts = torch.zeros(v, dtype=torch.float64)
         for ch, c in self.counts.get(context, {}).items():
@@ -242,8 +257,9 @@ class NGramModel:
         texts = [prompt] * n
         for _ in range(length):
             logits = torch.stack([self.next_probs(t).log() for t in texts])  # (n, V)
-            nxt = _next_index(logits, temperature, top_k, generator, self.temperature_fn, self.top_k_fn,
-                              self.sample_fn)  # (n,)
+            nxt = _next_index(
+                logits, temperature, top_k, generator, self.temperature_fn, self.top_k_fn, self.sample_fn
+            )  # (n,)
             texts = [t + self.vocab.chars[i] for t, i in zip(texts, nxt.tolist(), strict=True)]
         return texts
 
@@ -411,8 +427,9 @@ class CharTransformer(nn.Module):
         idx = prefix.expand(n, -1).clone()  # (n, 1 + P)
         for _ in range(length):
             logits = self(idx[:, -self.config.block_size :])[:, -1]  # (n, V)
-            nxt = _next_index(logits, temperature, top_k, generator, self.temperature_fn, self.top_k_fn,
-                              self.sample_fn)  # (n,)
+            nxt = _next_index(
+                logits, temperature, top_k, generator, self.temperature_fn, self.top_k_fn, self.sample_fn
+            )  # (n,)
             idx = torch.cat([idx, nxt[:, None]], dim=1)
         out = idx[:, 1:]  # drop BOS
         return out if as_ids else [self.vocab.decode(row) for row in out]

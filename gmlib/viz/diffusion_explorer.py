@@ -101,8 +101,8 @@ class DiffusionExplorer(widgets.VBox):
         default_steps = 50 if 50 in options else options[len(options) // 2]
         self.num_steps = widgets.Dropdown(options=options, value=default_steps, description="steps")
         self.sample_seed = widgets.BoundedIntText(value=0, min=0, max=10**6, description="seed")
-        self.label = widgets.Dropdown(options=[("none (unconditional)", -1)] + [(str(c), c) for c in range(self.num_classes)],
-                                      value=-1, description="class",
+        classes = [("none (unconditional)", -1)] + [(str(c), c) for c in range(self.num_classes)]
+        self.label = widgets.Dropdown(options=classes, value=-1, description="class",
                                       layout=widgets.Layout(display="" if self.num_classes else "none"))
         self.guidance = widgets.FloatSlider(value=0.0, min=0.0, max=5.0, step=0.5, description="guidance w",
                                             layout=widgets.Layout(display="" if self.num_classes else "none"))

@@ -326,15 +326,17 @@ def test_ddim_step_is_deterministic_exact_for_an_oracle_and_invertible():
     x_t = math.sqrt(ab) * x0 + math.sqrt(1 - ab) * eps
     out = ddim_step(x_t, eps, ab, ab_prev)
     torch.testing.assert_close(out, math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps)
-    eq13 = math.sqrt(ab_prev) * (x_t / math.sqrt(ab) + (math.sqrt((1 - ab_prev) / ab_prev) - math.sqrt((1 - ab) / ab)) * eps)
     w = torch.randn(5, 2, dtype=torch.float64)  # any eps, not only the true one
-    torch.testing.assert_close(ddim_step(x_t, w, ab, ab_prev),
-                               math.sqrt(ab_prev) * (x_t / math.sqrt(ab)
-                                                     + (math.sqrt((1 - ab_prev) / ab_prev) - math.sqrt((1 - ab) / ab)) * w))
-    torch.testing.assert_close(out, eq13)
+
+    def eq13(e):  # x' / sqrt(ab') = x / sqrt(ab) + (sqrt((1 - ab') / ab') - sqrt((1 - ab) / ab)) e
+        return math.sqrt(ab_prev) * (x_t / math.sqrt(ab)
+                                     + (math.sqrt((1 - ab_prev) / ab_prev) - math.sqrt((1 - ab) / ab)) * e)
+
+    torch.testing.assert_close(out, eq13(eps))
+    torch.testing.assert_close(ddim_step(x_t, w, ab, ab_prev), eq13(w))
     torch.testing.assert_close(ddim_step(ddim_step(x_t, w, ab, ab_prev), w, ab_prev, ab), x_t)
     scheduler = DDIMScheduler(torch.tensor([1 - ab_prev, 1 - ab / ab_prev], dtype=torch.float64))
-    torch.testing.assert_close(scheduler.step(w.float(), 1, x_t.float())[0], out.new_tensor(ddim_step(x_t, w, ab, ab_prev)).float(),
+    torch.testing.assert_close(scheduler.step(w.float(), 1, x_t.float())[0], ddim_step(x_t, w, ab, ab_prev).float(),
                                atol=1e-5, rtol=1e-5)
 
 
@@ -617,3 +619,22 @@ def test_2d_ddpm_learns_eight_gaussians():
         assert nearest.median() < 0.4, (sampler, nearest.median())
         counts = torch.bincount(mode, minlength=8)
         assert (counts > 40).all(), (sampler, counts)  # 125 each for a perfect sampler
+
+
+def test_ema_callback_averages_the_weights():
+    """Does the EMA callback keep d * shadow + (1 - d) * weights per step (warmed-up d) and copy it back?"""
+    from gmlib.models.ddpm import EMA
+
+    net = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    ema = EMA(net, decay=0.5)
+    expected = 0.0
+    for step, value in enumerate([1.0, 2.0, 3.0], start=1):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        ema(net, step, {})
+        d = min(0.5, (1 + step) / (10 + step))
+        expected = d * expected + (1 - d) * value
+    ema.copy_to_model()
+    torch.testing.assert_close(net.weight, torch.full((1, 2), expected))

@@ -14,8 +14,11 @@ from gmlib.models.ebm import (
     ReplayBuffer,
     contrastive_divergence,
     energy_grid,
+    from_textbook_step,
     langevin_sample,
     langevin_step,
+    replay_draw,
+    textbook_langevin_step,
 )
 
 
@@ -98,7 +101,107 @@ def test_langevin_runs_under_no_grad():
     torch.testing.assert_close(x, torch.full((2, 2), 0.5))
 
 
+def test_textbook_step_is_the_model_step_with_half_the_step_size():
+    """Is x - eps/2 grad E + sqrt(eps) noise the same draw as langevin_step(x, E, eps / 2, sqrt(eps))?"""
+    x = torch.randn(7, 3)
+    a = textbook_langevin_step(x, quadratic_energy, 0.08, generator=torch.Generator().manual_seed(0))
+    b = langevin_step(x, quadratic_energy, 0.04, math.sqrt(0.08), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b)
+
+
+def test_textbook_langevin_has_the_discretised_stationary_variance():
+    """On E = (x - m)^2 / (2 s^2), does the textbook chain have mean m and the exact stationary variance
+    s^2 / (1 - eps / (4 s^2)) of the discretised chain?"""
+    m, s, eps = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 2.0]), 0.05
+
+    def energy(x):
+        return ((x - m) ** 2 / (2 * s**2)).sum(dim=1)
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(20_000, 2)
+    for _ in range(600):
+        x = textbook_langevin_step(x, energy, eps, generator=g)
+    torch.testing.assert_close(x.mean(0), m, atol=0.05, rtol=0)
+    torch.testing.assert_close(x.var(0), s**2 / (1 - eps / (4 * s**2)), atol=0, rtol=0.04)
+
+
+def test_from_textbook_step_adapts_checks_and_keeps_the_cache_key():
+    """Does the adapter pass eps = 2 * step_size, refuse a decoupled noise scale, run inside an EBM, and give the
+    model the wrapped function's cache key?"""
+    calls = []
+
+    def my_step(x, energy_fn, step_size, generator=None):
+        calls.append(step_size)
+        return textbook_langevin_step(x, energy_fn, step_size, generator=generator)
+
+    step = from_textbook_step(my_step)
+    x = torch.randn(4, 2)
+    out = step(x, quadratic_energy, 0.01, math.sqrt(0.02), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, langevin_step(x, quadratic_energy, 0.01, math.sqrt(0.02),
+                                                  generator=torch.Generator().manual_seed(0)))
+    assert calls == [0.02]
+    with pytest.raises(ValueError, match="noise_scale = sqrt"):
+        step(x, quadratic_energy, 0.01, 0.005)
+    cfg = EBMConfig(kind="2d", hidden=(8,), num_steps=2, buffer_size=10, step_size=0.01, noise_scale=math.sqrt(0.02))
+    model = EBM(cfg, langevin_step_fn=step)
+    model.sample(3, generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 3
+    assert model.cache_key() == EBM(cfg, langevin_step_fn=from_textbook_step(my_step)).cache_key()
+    assert model.cache_key() != EBM(cfg, langevin_step_fn=from_textbook_step(textbook_langevin_step)).cache_key()
+
+
+def test_langevin_sample_enables_gradients_for_an_injected_step():
+    """Does a step that takes grad_x E with plain autograd work when sampling runs under torch.no_grad()?"""
+    def plain_step(x, energy_fn, step_size, noise_scale, generator=None):
+        x = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(energy_fn(x).sum(), x)
+        return (x - step_size * grad).detach()
+
+    with torch.no_grad():
+        out = langevin_sample(quadratic_energy, torch.ones(2, 2), 1, 0.5, 0.0, step_fn=plain_step)
+    torch.testing.assert_close(out, torch.full((2, 2), 0.5))
+
+
 # ------------------------------------------------------------------------------------------ replay buffer
+def test_replay_draw_is_the_buffers_draw_and_leaves_the_store_alone():
+    """Does the pure replay_draw give the buffer's draw for equal seeds, restart whole rows, and not touch the
+    store?"""
+    buf = ReplayBuffer(40, (3,), low=2.0, high=3.0)
+    buf.samples.zero_()
+    store = buf.samples.clone()
+    a = replay_draw(buf.samples, 500, 0.3, 2.0, 3.0, generator=torch.Generator().manual_seed(0))
+    b = buf.draw(500, 0.3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a[0], b[0])
+    torch.testing.assert_close(a[1], b[1])
+    torch.testing.assert_close(buf.samples, store)
+    fresh = a[0] >= 2.0  # (500, 3): a row is all fresh or all stored
+    assert (fresh.all(dim=1) | (~fresh).all(dim=1)).all()
+
+
+def test_injected_cd_loss_and_replay_draw_are_used():
+    """Does the EBM train with an injected CD loss and replay draw, and do they enter the cache key (and only
+    then)?"""
+    calls = {"cd": 0, "draw": 0}
+
+    def my_cd(e_pos, e_neg, alpha):
+        calls["cd"] += 1
+        return contrastive_divergence(e_pos, e_neg, alpha)
+
+    def my_draw(samples, n, reinit_prob, low, high, generator=None):
+        calls["draw"] += 1
+        return replay_draw(samples, n, reinit_prob, low, high, generator=generator)
+
+    cfg = EBMConfig(kind="2d", hidden=(8,), num_steps=2, buffer_size=20)
+    model = EBM(cfg, cd_loss_fn=my_cd, replay_draw_fn=my_draw)
+    loss, _ = model.loss(torch.randn(5, 2))
+    loss.backward()
+    assert calls == {"cd": 1, "draw": 1}
+    plain = EBM(cfg).cache_key()
+    assert set(plain) == {"langevin_step_fn"}
+    assert model.cache_key() != plain and set(model.cache_key()) == {"langevin_step_fn", "cd_loss_fn", "replay_draw_fn"}
+
+
+
 def test_replay_buffer_draws_stored_samples_without_reinit():
     """With reinit_prob 0, is every drawn row the stored sample of its slot (a copy, not a view)?"""
     buf = ReplayBuffer(20, (3,), low=-1.0, high=1.0)

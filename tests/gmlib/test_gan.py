@@ -19,14 +19,17 @@ from gmlib.models.gan import (
     d_loss_minimax,
     d_loss_wgan,
     discriminator_accuracy,
+    discriminator_step,
     discriminator_surface,
     g_loss_hinge,
     g_loss_minimax,
     g_loss_nonsaturating,
     g_loss_wgan,
     gan_step,
+    generator_step,
     gradient_penalty,
     high_quality_fraction,
+    make_gan_step,
     mode_counts,
     modes_covered,
 )
@@ -315,6 +318,107 @@ def test_fit_runs_gan_step():
     loader = torch.utils.data.DataLoader(torch.randn(64, 2), batch_size=16)
     history = fit(model, loader, optimizers=model.optimizers(), step_fn=gan_step, device="cpu", progress=False)
     assert history.num_steps == 4 and len(history.steps["d_loss"]) == len(history.steps["g_loss"]) == 4
+
+
+# ---------------------------------------------------------------------------------------------- the two updates
+def _tiny_pair(num_classes: int = 0):
+    torch.manual_seed(0)
+    model = GAN(GANConfig(**TINY_2D, num_classes=num_classes))
+    return model.G, model.D
+
+
+def _sgd_expected(params, loss, lr):
+    """The parameters after one plain SGD step on `loss`, computed by autograd alone."""
+    grads = torch.autograd.grad(loss, params)
+    return [(p - lr * g).detach() for p, g in zip(params, grads, strict=True)]
+
+
+@pytest.mark.parametrize("num_classes", [0, 3])
+def test_discriminator_step_is_one_sgd_step_on_d_alone(num_classes):
+    """With plain SGD, does discriminator_step move D by -lr * grad of d_loss(D(real), D(G(z))) (stale gradients
+    cleared first), leave G and its gradients alone, and return the loss before the update?"""
+    G, D = _tiny_pair(num_classes)
+    real, z = torch.randn(6, 2), torch.randn(6, 2)
+    y = torch.tensor([0, 1, 2, 0, 1, 2]) if num_classes else None
+    params = list(D.parameters())
+    expected_loss = d_loss_minimax(D(real, y), D(G(z, y).detach(), y))
+    expected = _sgd_expected(params, expected_loss, 0.1)
+    g_before = [p.detach().clone() for p in G.parameters()]
+    for p in params:
+        p.grad = torch.full_like(p, 100.0)  # stale gradients that must not leak into the update
+    opt_d = torch.optim.SGD(params, lr=0.1)
+    value = discriminator_step(G, D, opt_d, d_loss_minimax, real, z, y)
+    assert isinstance(value, float) and value == pytest.approx(expected_loss.item(), rel=1e-6)
+    for p, e in zip(params, expected, strict=True):
+        torch.testing.assert_close(p.detach(), e)
+    assert all(torch.equal(a, b) for a, b in zip(g_before, G.parameters(), strict=True))
+    assert all(p.grad is None for p in G.parameters())
+
+
+@pytest.mark.parametrize("num_classes", [0, 3])
+def test_generator_step_is_one_sgd_step_on_g_through_d(num_classes):
+    """With plain SGD, does generator_step move G by -lr * grad of g_loss(D(G(z))) (stale gradients cleared
+    first), leave D unchanged and trainable, and return the loss before the update?"""
+    G, D = _tiny_pair(num_classes)
+    z = torch.randn(6, 2)
+    y = torch.tensor([2, 1, 0, 2, 1, 0]) if num_classes else None
+    params = list(G.parameters())
+    expected_loss = g_loss_nonsaturating(D(G(z, y), y))
+    expected = _sgd_expected(params, expected_loss, 0.05)
+    d_before = [p.detach().clone() for p in D.parameters()]
+    for p in params:
+        p.grad = torch.full_like(p, -50.0)
+    opt_g = torch.optim.SGD(params, lr=0.05)
+    value = generator_step(G, D, opt_g, g_loss_nonsaturating, z, y)
+    assert isinstance(value, float) and value == pytest.approx(expected_loss.item(), rel=1e-6)
+    for p, e in zip(params, expected, strict=True):
+        torch.testing.assert_close(p.detach(), e)
+    assert all(torch.equal(a, b) for a, b in zip(d_before, D.parameters(), strict=True))
+    assert all(p.requires_grad for p in D.parameters())
+
+
+@pytest.mark.parametrize("kind", [TINY_2D, TINY_IMAGE])
+def test_make_gan_step_with_the_reference_updates_trains_exactly_as_gan_step(kind):
+    """Does make_gan_step() (reference updates, the model's losses) give the same weights as gan_step from the
+    same seed, for n_critic = 2 and a conditional model?"""
+    cfg = GANConfig(**kind, loss="minimax", n_critic=2, num_classes=3)
+    x = torch.randn(8, 2) if kind["data"] == "2d" else torch.rand(8, 1, 8, 8)
+    batch = (x, torch.arange(8) % 3)
+    models = []
+    for step_fn in (gan_step, make_gan_step()):
+        torch.manual_seed(0)
+        model = GAN(cfg)
+        optimizers = model.optimizers()
+        for _ in range(3):
+            logs = step_fn(model, batch, optimizers)
+        assert {"loss", "d_loss", "g_loss"} <= set(logs)
+        models.append(model)
+    for a, b in zip(models[0].state_dict().values(), models[1].state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_make_gan_step_calls_the_given_updates_with_the_injected_losses():
+    """Are a student's update functions called (n_critic D updates, then one G update) with the injected losses,
+    and is a WGAN-GP model refused with a message?"""
+    calls = []
+
+    def my_d_step(G, D, opt_d, d_loss_fn, real, z, y=None):
+        calls.append(("d", d_loss_fn))
+        return discriminator_step(G, D, opt_d, d_loss_fn, real, z, y)
+
+    def my_g_step(G, D, opt_g, g_loss_fn, z, y=None):
+        calls.append(("g", g_loss_fn))
+        return generator_step(G, D, opt_g, g_loss_fn, z, y)
+
+    def my_g_loss(fake_logits):
+        return g_loss_nonsaturating(fake_logits)
+
+    model = GAN(GANConfig(**TINY_2D, loss="minimax", n_critic=2), g_loss_fn=my_g_loss)
+    make_gan_step(my_d_step, my_g_step)(model, torch.randn(4, 2), model.optimizers())
+    assert calls == [("d", d_loss_minimax), ("d", d_loss_minimax), ("g", my_g_loss)]
+    wgan = GAN(GANConfig(**TINY_2D, loss="wgan-gp"))
+    with pytest.raises(ValueError, match="gan_step"):
+        make_gan_step()(wgan, torch.randn(4, 2), wgan.optimizers())
 
 
 # ---------------------------------------------------------------------------------------------- 2D diagnostics

@@ -15,6 +15,7 @@ from gmlib.models.rbm import (
     bernoulli_sample,
     free_energy,
     gibbs_step,
+    log_partition,
     p_h_given_v,
     p_v_given_h,
 )
@@ -105,6 +106,16 @@ def test_log_partition_matches_the_joint_and_both_layers_agree(d, h):
     by_v = model.log_partition_exact(over="visible").item()
     assert by_h == pytest.approx(by_v, abs=1e-9)
     assert model.log_partition_exact().item() == pytest.approx(brute_log_z(model), abs=1e-9)
+
+
+def test_pure_log_partition_matches_the_joint_in_float64():
+    """Does the pure log_partition(W, b, c) equal brute force over the joint, in the dtype of W?"""
+    model = tiny_rbm(5, 3, scale=2.0)
+    W, b, c = model.W.detach().double(), model.b.detach().double(), model.c.detach().double()
+    out = log_partition(W, b, c)
+    assert out.dim() == 0 and out.dtype == torch.float64
+    assert out.item() == pytest.approx(brute_log_z(model), abs=1e-9)
+    assert log_partition(W, b, c, over="visible").item() == pytest.approx(brute_log_z(model), abs=1e-9)
 
 
 def test_log_partition_chunks_agree():

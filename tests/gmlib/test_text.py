@@ -192,6 +192,27 @@ def test_ngram_probabilities_of_all_strings_sum_to_one(order, k):
     assert total == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_ngram_backoff_is_normalised_and_uses_the_longest_seen_suffix(order):
+    """With backoff=True, do the probabilities of all V^4 strings sum to 1; is a seen context's distribution the
+    plain model's, and an unseen one's that of a separately fitted lower-order model whose context was seen?"""
+    text = "abacabcbbacab"
+    vocab = CharVocab("abcd")  # "d" never occurs: every context containing it is unseen
+    model = NGramModel(vocab, order=order, k=0.2, backoff=True).fit_counts(text)
+    total = sum(math.exp(model.log_prob("".join(s))) for s in itertools.product("abcd", repeat=4))
+    assert total == pytest.approx(1.0)
+    plain = NGramModel(vocab, order=order, k=0.2).fit_counts(text)
+    seen = text[: order - 1]
+    torch.testing.assert_close(model.next_probs(seen), plain.next_probs(seen))
+    for cut in range(1, order):  # history ending in "d" + the last order-1-cut characters of a seen context
+        history = "d" + text[5 : 5 + order - 1 - cut]
+        lower = NGramModel(vocab, order=order - cut, k=0.2).fit_counts(text)
+        suffix = history[-(order - 1 - cut) :] if order - 1 - cut else ""
+        expected = lower.next_probs(suffix) if suffix else lower.next_probs("")
+        assert model.context_used(history) == suffix
+        torch.testing.assert_close(model.next_probs(history), expected)
+
+
 def test_ngram_sampling_is_reproducible_and_greedy_at_zero_temperature():
     """Do equal seeds give equal samples, and does temperature 0 follow the argmax of each next_probs?"""
     text = "the cat sat on the mat. the dog sat on the log."
