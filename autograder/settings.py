@@ -23,6 +23,7 @@ RELEASE_DIR = "course"  # the repository's student notebooks, generated from SOU
 STATE_DIR = "autograder"  # submitted/, autograded/, feedback/ and gradebook.db of plain nbgrader commands
 
 CELL_TIMEOUT = 60  # seconds a single cell may run while grading
+NOTEBOOK_TIMEOUT = 900  # seconds a whole notebook may run while grading
 KERNEL_STARTUP_TIMEOUT = 120  # seconds for a kernel to start (a cold torch import can take a while)
 KERNEL_ENV = {"GMLIB_FAST": "1"}  # grading never depends on training: lessons train a few steps only
 
@@ -35,6 +36,10 @@ def nbgrader_config(
     state_directory: str = ".",
     timeout: int = CELL_TIMEOUT,
     kernel_env: dict[str, str] | None = None,
+    sandbox: bool = True,
+    limits: dict[str, int] | None = None,
+    notebook_timeout: int = NOTEBOOK_TIMEOUT,
+    db_url: str | None = None,
 ) -> Config:
     """nbgrader configuration of a course root.
 
@@ -43,6 +48,10 @@ def nbgrader_config(
     temporary and work roots; the repository itself uses solutions/, course/ and autograder/.
     timeout: seconds per cell while autograding (the cell is interrupted and fails, the rest still runs).
     kernel_env: variables added to the grading kernel's environment (default KERNEL_ENV).
+    sandbox: run students' kernels in autograder.sandbox (False only with --unsafe).
+    limits: autograder.sandbox.Limits fields to override (memory_mb, pids, cpu_s, ...).
+    notebook_timeout: wall-clock seconds for one notebook.
+    db_url: the gradebook (any SQLAlchemy URL); default ROOT/STATE/gradebook.db (SQLite).
     """
     root = Path(root).resolve()
     state = Path(state_directory)
@@ -53,11 +62,14 @@ def nbgrader_config(
     c.CourseDirectory.submitted_directory = str(state / "submitted")
     c.CourseDirectory.autograded_directory = str(state / "autograded")
     c.CourseDirectory.feedback_directory = str(state / "feedback")
-    c.CourseDirectory.db_url = "sqlite:///" + str((root / state / "gradebook.db").resolve())
+    c.CourseDirectory.db_url = db_url or "sqlite:///" + str((root / state / "gradebook.db").resolve())
 
     c.Execute.timeout = int(timeout)
     c.Execute.startup_timeout = KERNEL_STARTUP_TIMEOUT
     c.GradingExecute.kernel_env = dict(KERNEL_ENV if kernel_env is None else kernel_env)
+    c.GradingExecute.sandbox = bool(sandbox)
+    c.GradingExecute.limits = dict(limits or {})
+    c.GradingExecute.notebook_timeout = int(notebook_timeout)
     # Autograde runs the student's notebook through GradingExecute instead of nbgrader's Execute.
     c.Autograde.autograde_preprocessors = [
         GradingExecute if pp is Execute else pp for pp in Autograde.autograde_preprocessors.default()
