@@ -12,12 +12,13 @@ nbgrader's autograde runs each notebook through an `Execute` preprocessor; the c
   only the cells it took down;
 - keeps at most `max_output_chars` of output per cell (a note says what was dropped).
 
-What happened is listed in `resources["grading_events"]` (and in the notebook metadata `gm_grading`).
+What happened is listed in `resources["grading_events"]` and in `.NAME.grading.json` beside the notebook.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import tempfile
@@ -97,7 +98,7 @@ class GradingExecute(Execute):
                 cell = cells[index] if index < len(cells) else None
                 if cell is not None and cell.cell_type == "code":
                     cell.setdefault("outputs", []).append(_error("KernelDied", str(lost)))
-                self._events.append({"cell": index, "event": "kernel lost", "reason": str(lost)})
+                self._events.append({"cell": self._label(index), "event": "kernel lost", "reason": str(lost)})
                 index += 1
                 restarts += 1
                 if restarts > MAX_RESTARTS or monotonic() > deadline:
@@ -107,8 +108,10 @@ class GradingExecute(Execute):
                 self._fail_rest(index, f"the notebook ran past its {self.notebook_timeout} s budget")
                 break
         self.set_widgets_metadata()
-        self.nb.metadata["gm_grading"] = {"events": self._events}
         self.resources["grading_events"] = self._events
+        where, name = self.resources.get("metadata", {}).get("path"), self.resources.get("unique_key")
+        if where and name:  # for the grading worker (nbgrader clears the notebook's metadata afterwards)
+            (Path(where) / f".{name}.grading.json").write_text(json.dumps(self._events))
         return self.nb, self.resources
 
     def _fail_rest(self, start: int, reason: str) -> None:
@@ -116,7 +119,15 @@ class GradingExecute(Execute):
             cell = self.nb.cells[i]
             if cell.cell_type == "code" and cell.source.strip():
                 cell.outputs = [_error("NotRun", reason)]
-        self._events.append({"cell": start, "event": "stopped", "reason": reason})
+        self._events.append({"cell": self._label(start), "event": "stopped", "reason": reason})
+
+    def _label(self, index: int) -> str:
+        """How events name a cell: its nbgrader grade_id, else its position."""
+        if index < len(self.nb.cells):
+            gid = (self.nb.cells[index].get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+            if gid:
+                return gid
+        return f"#{index}"
 
     def _kernel_info(self) -> None:
         try:
@@ -144,7 +155,7 @@ class GradingExecute(Execute):
         finally:
             self.timeout = saved
         if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])):
-            self._events.append({"cell": index, "event": "timeout", "reason": f"interrupted after {self.timeout} s"})
+            self._events.append({"cell": self._label(index), "event": "timeout", "reason": f"interrupted after {self.timeout} s"})
             if not self._responsive():
                 raise KernelLost(f"the kernel stopped answering after the cell was interrupted ({self.timeout} s)")
         if record and not any(o.output_type == "error" for o in cell.outputs):
@@ -183,7 +194,7 @@ class GradingExecute(Execute):
                 self._truncated.add(key)
                 note = f"[grader: output beyond {self.max_output_chars} characters dropped]\n"
                 outs.append(NotebookNode(output_type="stream", name="stdout", text=note))
-                self._events.append({"cell": cell_index, "event": "output truncated", "reason": note.strip()})
+                self._events.append({"cell": self._label(cell_index), "event": "output truncated", "reason": note.strip()})
             return None
         return super().output(outs, msg, display_id, cell_index)
 

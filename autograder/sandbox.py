@@ -74,14 +74,15 @@ class SandboxSpec:
     env: dict = field(default_factory=dict)  # extra kernel environment
     binds: list = field(default_factory=list)  # [host, inside] read-only binds (Python, gmlib, ...)
     cgroups: dict = field(default_factory=dict)  # controller -> cgroup folder (created by the grader)
+    log_file: str = ""  # the kernel's own stdout/stderr (capped by the file-size limit), outside the sandbox
     python: str = sys.executable
 
 
 def _python_binds() -> list[list[str]]:
     """Read-only binds that make this Python environment and gmlib importable in the sandbox."""
-    import gmlib
+    import importlib.util
 
-    repo_pkg = Path(gmlib.__file__).resolve().parent
+    repo_pkg = Path(importlib.util.find_spec("gmlib").origin).resolve().parent  # without importing torch
     here = Path(__file__).resolve().parent
     binds = []
     for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}:
@@ -188,6 +189,7 @@ def make_kernel(root: Path, work_dir: Path, limits: Limits, env: dict[str, str])
         env=dict(env),
         binds=_python_binds(),
         cgroups=_make_cgroups(limits),
+        log_file=str(root / "kernel.log"),
     )
     spec_path = root / f"spec-{uuid.uuid4().hex[:8]}.json"
     spec_path.write_text(json.dumps(asdict(spec)))
@@ -273,6 +275,11 @@ def launch(spec_path: str, connection_file: str) -> None:
     os.chmod(connection_file, 0o644)
     for folder in spec.cgroups.values():
         (Path(folder) / "cgroup.procs").write_text(str(os.getpid()))
+    if spec.log_file:  # keep the kernel's raw output away from the grader's terminal
+        fd = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     argv = command(spec, connection_file)
     os.execvp(argv[0], argv)
 

@@ -14,6 +14,7 @@ from nbgrader.preprocessors import ClearHiddenTests, Execute
 from traitlets.config import Config
 
 from .execute import GradingExecute
+from .expectations import CheckExpectations
 from .feedback import HideHiddenTestTracebacks
 
 __all__ = ["nbgrader_config", "SOURCE_DIR", "RELEASE_DIR", "STATE_DIR", "CELL_TIMEOUT", "KERNEL_ENV"]
@@ -40,6 +41,7 @@ def nbgrader_config(
     limits: dict[str, int] | None = None,
     notebook_timeout: int = NOTEBOOK_TIMEOUT,
     db_url: str | None = None,
+    expectations_file: str = "",
 ) -> Config:
     """nbgrader configuration of a course root.
 
@@ -52,6 +54,7 @@ def nbgrader_config(
     limits: autograder.sandbox.Limits fields to override (memory_mb, pids, cpu_s, ...).
     notebook_timeout: wall-clock seconds for one notebook.
     db_url: the gradebook (any SQLAlchemy URL); default ROOT/STATE/gradebook.db (SQLite).
+    expectations_file: values recorded from the solution for hidden tests that use autograder.expect.
     """
     root = Path(root).resolve()
     state = Path(state_directory)
@@ -71,9 +74,12 @@ def nbgrader_config(
     c.GradingExecute.limits = dict(limits or {})
     c.GradingExecute.notebook_timeout = int(notebook_timeout)
     # Autograde runs the student's notebook through GradingExecute instead of nbgrader's Execute.
-    c.Autograde.autograde_preprocessors = [
-        GradingExecute if pp is Execute else pp for pp in Autograde.autograde_preprocessors.default()
-    ]
+    # then CheckExpectations compares the values hidden tests exported with the solution's, outside the kernel.
+    autograde = []
+    for pp in Autograde.autograde_preprocessors.default():
+        autograde += [GradingExecute, CheckExpectations] if pp is Execute else [pp]
+    c.Autograde.autograde_preprocessors = autograde
+    c.CheckExpectations.expectations_file = str(expectations_file)
     # nbgrader's feedback shows the autograded notebook, where the hidden tests were put back: hide them,
     # and the traceback lines that would quote them.
     feedback = list(GenerateFeedback.preprocessors.default())
