@@ -233,7 +233,7 @@ def command(spec: SandboxSpec, connection_file: str) -> list[str]:
             bwrap += ["--symlink", os.readlink(target), f"/{link}"]
         elif target.is_dir():
             bwrap += ["--ro-bind", str(target), f"/{link}"]
-    bwrap += ["--proc", "/proc", "--dev", "/dev", "--size", str(lim.tmp_mb * mb), "--tmpfs", "/tmp"]
+    bwrap += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(lim.tmp_mb * mb), "--tmpfs", "/tmp"]
     made = {"/", "/usr", "/etc", "/proc", "/dev", "/tmp"}
     for host, inside in spec.binds:
         for parent in reversed(Path(inside).parents):  # world-readable folders on the way (bwrap copies 0700)

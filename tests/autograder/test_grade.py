@@ -245,9 +245,10 @@ def export(batch: Batch, cli) -> list[str]:
     return [] if got == expected else [f"export: expected {expected}, got {got}"]
 
 
-def test_dead_or_stuck_kernel_fails_only_that_student(fixture_lesson, tmp_path: Path, cli):
-    """Does a submission that kills its kernel, or ignores the interrupt after a timeout, fail with a reason
-    while a cell that merely loops is interrupted and the rest of the batch is graded?"""
+def test_dead_or_stuck_kernel_costs_only_its_cells(fixture_lesson, tmp_path: Path, cli):
+    """Does a submission that kills its kernel, or ignores the interrupt after a timeout, lose only the exercise
+    whose cell took the kernel down (the reason recorded), while a cell that merely loops is interrupted and
+    the rest of the notebook and of the batch is graded?"""
     lesson = fixture_lesson
     (source_path,) = lesson.notebooks
     released = generate_release(lesson.root / "solutions", lesson.name, tmp_path / "release")
@@ -267,9 +268,12 @@ def test_dead_or_stuck_kernel_fails_only_that_student(fixture_lesson, tmp_path: 
     done = cli(
         "--root", lesson.root, "grade", lesson.name, tmp_path / "subs", "--workdir", tmp_path / "work", "--timeout", 5
     )
-    assert done.returncode == 1
+    assert done.returncode == 0, done.stderr[-2000:]
     with (tmp_path / "work" / "grades" / f"{lesson.name}.csv").open() as f:
         rows = {r["student"]: (r["status"], r["score"], r["reason"]) for r in csv.DictReader(f)}
-    assert rows["dies"][:2] == ("failed", "0") and "Kernel died" in rows["dies"][2]
-    assert rows["stuck"][:2] == ("failed", "0") and "Timeout" in rows["stuck"][2]
-    assert rows["loops"] == rows["fine"] == ("ok", "5", "")
+    # the killer cell defines add() before dying; the fresh kernel replays the cells that ran fine, not it
+    assert rows["dies"][:2] == ("ok", "3") and "kernel died" in rows["dies"][2]
+    assert rows["stuck"][:2] == ("ok", "3") and "did not stop when interrupted" in rows["stuck"][2]
+    assert rows["loops"][:2] == rows["fine"][:2] == ("ok", "5")
+    assert "interrupted after 5 s" in rows["loops"][2] and rows["fine"][2] == ""
+    assert "grading WITHOUT a sandbox" not in done.stderr
