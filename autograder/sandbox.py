@@ -33,6 +33,7 @@ from pathlib import Path
 __all__ = ["Limits", "SandboxSpec", "probe", "SandboxUnavailable", "make_kernel", "cleanup_kernel"]
 
 NOBODY = 65534
+BWRAP = os.environ.get("GM_BWRAP", "bwrap")  # the bubblewrap binary (a path where it is not on PATH)
 KERNEL_NAME = "gm-sandbox"
 SANDBOX_HOME = "/home/student"  # the work folder's path inside the sandbox
 PKG_ROOT = "/opt/gm"  # gmlib and autograder.expect, read-only, inside the sandbox
@@ -151,7 +152,7 @@ def _remove_cgroup(folder: Path) -> None:
 def probe() -> list[str]:
     """What stops this machine from sandboxing kernels ([] when everything needed is there)."""
     problems = []
-    for tool in ("bwrap", "prlimit", "setpriv"):
+    for tool in (BWRAP, "prlimit", "setpriv"):
         if shutil.which(tool) is None:
             problems.append(f"`{tool}` not found (Debian: apt-get install bubblewrap util-linux)")
     if os.geteuid() != 0:
@@ -160,7 +161,7 @@ def probe() -> list[str]:
         return problems
     try:
         done = subprocess.run(
-            ["bwrap", *UNSHARE, "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc",
+            [BWRAP, *UNSHARE, "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc",
              "--dev", "/dev", "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
              "--no-new-privs", "true"],
             capture_output=True, text=True, timeout=30,
@@ -224,7 +225,7 @@ def command(spec: SandboxSpec, connection_file: str) -> list[str]:
         "prlimit", f"--cpu={lim.cpu_s}", f"--as={lim.address_space_mb * mb}", f"--fsize={lim.file_mb * mb}",
         f"--nofile={lim.open_files}", f"--nproc={lim.nproc}", "--core=0", "--",
     ]  # fmt: skip
-    bwrap = ["bwrap", *UNSHARE, "--die-with-parent", "--new-session", "--clearenv"]
+    bwrap = [BWRAP, *UNSHARE, "--die-with-parent", "--new-session", "--clearenv"]
     for path in ("/usr", "/etc"):
         bwrap += ["--ro-bind", path, path]
     for link in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
