@@ -356,3 +356,30 @@ def test_trained_models_beat_the_unigram_entropy():
 
     trigram = NGramModel(CharVocab(PRINTABLE_CHARS), order=3).fit_counts(train_text)
     assert -trigram.log_prob(test_text[:2000], prompt=train_text[-2:]) / 2000 < unigram_entropy
+
+
+@pytest.mark.slow
+def test_transformer_overfits_one_batch():
+    """Can the transformer memorise one small batch of windows: near-zero NLL, and greedy decoding repeats it?"""
+    torch.manual_seed(0)
+    text = "the quick brown fox jumps over the lazy dog. "
+    cfg = CharTransformerConfig(chars=PRINTABLE_CHARS, block_size=16, n_layer=2, n_head=2, n_embd=32)
+    model = CharTransformer(cfg)
+    batch = make_windows(model.vocab.encode(text * 2), block_size=16, stride=8)[:6]  # (6, 16)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = model.loss(batch)[0].item()
+    for _ in range(300):
+        loss, _ = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # after BOS the first character of a window cannot be predicted: its entropy over the batch, spread over
+    # the 16 positions, is the lowest mean NLL any model can reach on this batch
+    counts = torch.bincount(batch[:, 0]).double()
+    p_first = counts[counts > 0] / counts.sum()
+    floor = -(p_first * p_first.log()).sum().item() / batch.shape[1]
+    assert first > 3.0  # about log(V) at the start
+    assert floor - 1e-6 <= loss.item() < floor + 0.02, (loss.item(), floor)
+    prompt = model.vocab.decode(batch[0, :4])
+    greedy = model.sample(1, 12, prompt=prompt, temperature=0.0)[0]
+    assert greedy == model.vocab.decode(batch[0, :16]), greedy
