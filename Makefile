@@ -11,17 +11,23 @@ LESSON ?= 02_vae
 SUBMISSIONS ?= autograder/inbox
 PYTEST_ARGS ?=
 
-.PHONY: setup lab lab-instructor test test-unit test-notebooks course check-course grade feedback export bench lint lock clean
+.PHONY: setup system-deps lab lab-instructor test test-unit test-notebooks course check-course grade feedback export bench lint lock clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed, found " + sys.version.split()[0] + ": run make with PYTHON=python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev,grading]'
 	$(BIN)/python -m ipykernel install --user --name gmlib --display-name "Python 3 (gmlib course)" >/dev/null
 	binder/student-mode.sh $(BIN)/jupyter
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+system-deps:  ## Debian, as root: the grading sandbox (bubblewrap) and a PostgreSQL server for the gradebook tests
+	@missing=""; command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then echo "system packages for grading: already installed"; \
+	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing; fi
 
 lab: setup  ## open the course (student view) in JupyterLab
 	$(BIN)/jupyter lab --notebook-dir=course index.ipynb

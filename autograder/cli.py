@@ -73,14 +73,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("submissions", type=Path, metavar="SUBMISSIONS", help="folder or .zip: <student>/<nb>.ipynb")
     _workdir(p)
     p.add_argument("--timeout", type=int, default=CELL_TIMEOUT, help="seconds per cell (default: %(default)s)")
-    p.add_argument("--notebook-timeout", type=int, default=NOTEBOOK_TIMEOUT, help="seconds per notebook (default: %(default)s)")
+    p.add_argument("--notebook-timeout", type=int, default=NOTEBOOK_TIMEOUT,
+                   help="seconds per notebook (default: %(default)s)")  # fmt: skip
     p.add_argument("--memory", type=int, metavar="MB", help="memory limit of a student's kernel (default: 2048)")
     p.add_argument("--pids", type=int, metavar="N", help="processes and threads a kernel may have (default: 256)")
     p.add_argument("--cpu", type=int, metavar="S", help="CPU seconds per kernel process (default: 900)")
-    p.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="submissions graded at once (default: %(default)s cores)")
+    p.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
+                   help="submissions graded at once (default: %(default)s cores)")  # fmt: skip
     p.add_argument("--dask", metavar="local[:N]|tcp://HOST:PORT", help="grade on a Dask cluster instead of local processes")
     p.add_argument("--force", action="store_true", help="regrade submissions that have not changed since their last grade")
-    p.add_argument("--unsafe", action="store_true", help="run students' kernels WITHOUT the sandbox (only where it cannot be made)")
+    p.add_argument("--unsafe", action="store_true",
+                   help="run students' kernels WITHOUT the sandbox (only where it cannot be made)")  # fmt: skip
     p.set_defaults(run=cmd_grade)
 
     p = sub.add_parser("mutate", help="how strong are a lesson's tests? grade mutants of its solutions")

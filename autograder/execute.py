@@ -151,11 +151,13 @@ class GradingExecute(Execute):
         except DeadKernelError as err:
             raise KernelLost(self._death_reason(err)) from err
         except CellTimeoutError as err:  # the interrupt did not stop it (SIGINT ignored, or stuck in C)
-            raise KernelLost(f"the cell did not stop when interrupted after {self.timeout} s ({err})".split("\n")[0]) from err
+            reason = f"the cell did not stop when interrupted after {self.timeout} s ({err})"
+            raise KernelLost(reason.split("\n")[0]) from err
         finally:
             self.timeout = saved
         if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])):
-            self._events.append({"cell": self._label(index), "event": "timeout", "reason": f"interrupted after {self.timeout} s"})
+            event = {"cell": self._label(index), "event": "timeout", "reason": f"interrupted after {self.timeout} s"}
+            self._events.append(event)
             if not self._responsive():
                 raise KernelLost(f"the kernel stopped answering after the cell was interrupted ({self.timeout} s)")
         if record and not any(o.output_type == "error" for o in cell.outputs):

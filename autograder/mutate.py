@@ -97,13 +97,15 @@ def _edits(node: ast.AST) -> list[tuple[str, str, Callable[[ast.AST], ast.AST | 
                 k = _int_const(arg)
                 if k is not None and not (name == "linspace" and i < 2):
                     for other in _other_dims(k) if name != "linspace" else [k - 1, k + 1]:
-                        found.append(("reduction axis", f"{name}(..{k}..) -> {other}", lambda n, i=i, o=other: _set_arg(n, i, o)))
+                        found.append(("reduction axis", f"{name}(..{k}..) -> {other}",
+                                      lambda n, i=i, o=other: _set_arg(n, i, o)))  # fmt: skip
         if name in ("range", "arange", "linspace", "randn", "zeros", "ones"):
             for i, arg in enumerate(node.args):
                 if isinstance(arg, ast.Name):
                     for op, sign in ((ast.Sub, "-"), (ast.Add, "+")):
                         found.append(("off-by-one", f"{name}(.., {arg.id} {sign} 1, ..)",
-                                      lambda n, i=i, op=op: _set_arg(n, i, ast.BinOp(n.args[i], op(), ast.Constant(1)))))  # fmt: skip
+                                      lambda n, i=i, op=op: _set_arg(n, i, ast.BinOp(n.args[i], op(),
+                                                                                     ast.Constant(1)))))  # fmt: skip
         if isinstance(node.func, ast.Attribute) and name in ("sum", "mean"):
             swap = "mean" if name == "sum" else "sum"
             found.append(("sum/mean", f".{name}(...) -> .{swap}(...) in `{short}`",
@@ -289,7 +291,8 @@ def format_report(report: dict) -> str:
     lines = [f"mutation testing of {report['lesson']}: {report['caught']}/{report['total']} mutants caught"
              + (f" ({100 * report['score']:.0f} %)" if report["score"] is not None else "")]  # fmt: skip
     for e in report["exercises"]:
-        lines.append(f"  {e['exercise']}: {e['caught']}/{e['total']} caught" + (f"  [ERROR: {e['error']}]" if e["error"] else ""))
+        error = f"  [ERROR: {e['error']}]" if e["error"] else ""
+        lines.append(f"  {e['exercise']}: {e['caught']}/{e['total']} caught{error}")
         for m in e["mutants"]:
             if not m["caught"]:
                 lines.append(f"      survived (line {m['line']}, {m['kind']}): {m['description']}")

@@ -17,7 +17,7 @@ from .execute import GradingExecute
 from .expectations import CheckExpectations
 from .feedback import HideHiddenTestTracebacks
 
-__all__ = ["nbgrader_config", "SOURCE_DIR", "RELEASE_DIR", "STATE_DIR", "CELL_TIMEOUT", "KERNEL_ENV"]
+__all__ = ["nbgrader_config", "SOURCE_DIR", "RELEASE_DIR", "STATE_DIR", "CELL_TIMEOUT", "KERNEL_ENV", "COURSE_ID"]
 
 SOURCE_DIR = "solutions"  # the repository's nbgrader source folder (notebooks with solutions + hidden tests)
 RELEASE_DIR = "course"  # the repository's student notebooks, generated from SOURCE_DIR
@@ -26,6 +26,7 @@ STATE_DIR = "autograder"  # submitted/, autograded/, feedback/ and gradebook.db 
 CELL_TIMEOUT = 60  # seconds a single cell may run while grading
 NOTEBOOK_TIMEOUT = 900  # seconds a whole notebook may run while grading
 KERNEL_STARTUP_TIMEOUT = 120  # seconds for a kernel to start (a cold torch import can take a while)
+COURSE_ID = "default_course"  # the course of every gradebook row (nbgrader.api.Gradebook's default)
 KERNEL_ENV = {"GMLIB_FAST": "1"}  # grading never depends on training: lessons train a few steps only
 
 
@@ -66,6 +67,9 @@ def nbgrader_config(
     c.CourseDirectory.autograded_directory = str(state / "autograded")
     c.CourseDirectory.feedback_directory = str(state / "feedback")
     c.CourseDirectory.db_url = db_url or "sqlite:///" + str((root / state / "gradebook.db").resolve())
+    # nbgrader's converters default to course "" and never create that course row: SQLite does not mind,
+    # a PostgreSQL gradebook refuses the assignment (foreign key). Use the course `Gradebook(url)` opens.
+    c.CourseDirectory.course_id = COURSE_ID
 
     c.Execute.timeout = int(timeout)
     c.Execute.startup_timeout = KERNEL_STARTUP_TIMEOUT

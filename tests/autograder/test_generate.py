@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from autograder.course import compare_trees, generate_release
@@ -87,3 +88,12 @@ def test_unknown_lesson_is_a_usage_error(tmp_path: Path, cli):
     done = cli("--root", tmp_path, "generate", "42_nothing")
     assert done.returncode == 2
     assert "no lesson 42_nothing" in done.stderr
+
+
+
+def test_no_graded_cell_claims_all_tests_passed(lesson):
+    """A student's copy runs the visible tests only: does no graded cell say "all tests passed"?"""
+    claims = [f"{path.name}:{cell.metadata.get('nbgrader', {}).get('grade_id', '?')}" for path in lesson.notebooks
+              for cell in nbformat.read(path, as_version=4).cells
+              if cell.cell_type == "code" and "all tests passed" in cell.source.lower()]  # fmt: skip
+    assert not claims, f"cells that claim 'all tests passed' (say 'visible tests passed'): {claims}"

@@ -225,6 +225,8 @@ def feedback(batch: Batch, cli, released: Path) -> list[str]:
         text = html.unescape(re.sub(r"<[^>]+>", "", path.read_text()))  # tracebacks are coloured in spans
         leaked = [line for line in hidden if line in text]
         problems += [f"hidden tests in the feedback of {student}: {leaked}"] if leaked else []
+        if "all tests passed" in text.lower():
+            problems.append(f"the feedback of {student} claims 'all tests passed' (only visible tests ran there)")
     return problems
 
 

@@ -201,8 +201,8 @@ def test_hostile_corpus_is_graded_safely(tmp_path: Path, cli, listener):
     expected = _write_corpus(subs, work, released, port, canaries)
     before = _tree_digest(subs), _tree_digest(ROOT)
 
-    done = cli("--root", ROOT, "grade", LESSON, subs, "--workdir", work, "--timeout", 5, "--memory", 512,
-               "--pids", 64, "--jobs", 2)  # fmt: skip
+    grade = ("--root", ROOT, "grade", LESSON, subs, "--workdir", work, "--timeout", 5, "--memory", 512, "--pids", 64)
+    done = cli(*grade, "--jobs", 2)
     assert (work / "grades" / f"{LESSON}.csv").is_file(), done.stderr[-3000:]
     with (work / "grades" / f"{LESSON}.csv").open() as f:
         rows = {r["student"]: r for r in csv.DictReader(f)}
@@ -246,8 +246,8 @@ def test_hostile_corpus_is_graded_safely(tmp_path: Path, cli, listener):
         assert secret not in page
     assert "visible tests passed" in page and "all tests passed" not in page
 
-    # grading the same batch again changes nothing and runs nothing
-    again = cli("--root", ROOT, "grade", LESSON, subs, "--workdir", work, "--timeout", 5, "--memory", 512)
+    # grading the same batch again (same settings; the number of jobs is no setting) changes nothing, runs nothing
+    again = cli(*grade, "--jobs", 1)
     with (work / "grades" / f"{LESSON}.csv").open() as f:
         assert {r["student"]: r for r in csv.DictReader(f)} == rows
-    assert again.stderr.count("unchanged since") == len(expected) - 1  # all but the unreadable file
+    assert again.stderr.count("unchanged since") == len(expected)  # the unreadable file too: same bytes, same 0
