@@ -107,8 +107,8 @@ def fit(
     `device` defaults to `get_device()`; the model and every batch are moved there. `max_steps` stops early
     (FAST mode caps it at `FAST_MAX_STEPS`); `max_seconds` stops after that much training time (a fixed
     compute budget, used by the benchmarks) as measured by `clock` (wall time by default; `time.process_time`
-    gives a CPU-time budget that a busy machine does not shrink). `fast` overrides GMLIB_FAST for this call (False for networks that
-    must never be shortened, like the metrics' feature networks). The model is left in eval mode.
+    gives a CPU-time budget that a busy machine does not shrink). `fast` overrides GMLIB_FAST for this call
+    (False for networks that must never be shortened, like the metrics' feature networks). The model is left in eval mode.
     """
     device = torch.device(device) if device is not None else get_device()
     model.to(device)

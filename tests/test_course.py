@@ -91,7 +91,8 @@ def test_the_documentation_check_can_fail(tmp_path, monkeypatch):
     """Is an undocumented function reached through a module alias reported by the check?"""
     (tmp_path / "gmlib_probe_mod.py").write_text('"""A module."""\ndef bare():\n    return 1\n')
     monkeypatch.syspath_prepend(str(tmp_path))
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%matplotlib inline\nfrom gmlib import viz\nviz.show_images")])
+    code = "%matplotlib inline\nfrom gmlib import viz\nviz.show_images"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     assert gmlib_names_used(nb) == {"gmlib.viz", "gmlib.viz.show_images"}
     assert undocumented({"gmlib_probe_mod.bare"}) == ["gmlib_probe_mod.bare"]
     assert undocumented({"gmlib_probe_mod"}) == []

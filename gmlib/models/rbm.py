@@ -13,7 +13,7 @@ Notation as in course lesson 06:
 Learning: grad_theta [-log p(v)] = grad_theta F(v) - E_{v' ~ p}[grad_theta F(v')]. CD-k estimates the second
 term with a k-step block-Gibbs chain started at the data; PCD keeps `num_chains` persistent chains across
 updates instead. The surrogate loss mean F(v_data) - mean F(v_model), with v_model held fixed, has exactly
-this gradient, so autograd and any optimiser do the rest.
+this gradient, so autograd and any optimiser do the rest (`cd_k_loss`: the chain, then the surrogate).
 
 Exact quantities (tiny models only): summing out the larger layer analytically,
     log Z = logsumexp_h [c.h + sum_i softplus(b_i + (W h)_i)] = logsumexp_v [-F(v)]
@@ -22,8 +22,9 @@ enumerates 2^min(D, H) configurations (refused beyond 2^20). The pseudo-log-like
 needs no Z: exact (D flips) or the stochastic one-flip estimate D * log p(v_i | v_{-i}) with i random.
 
 Images: digits (B, 1, 8, 8) are flattened to (B, 64); binarize them (`load_digits(variant="binarized")`).
-The lesson's pieces are pure functions (`p_h_given_v`, `p_v_given_h`, `free_energy`, `gibbs_step`,
-`log_partition`); the model takes replacements: `RBM(config, free_energy_fn=mine, gibbs_step_fn=mine)`, and
+The lesson's pieces are pure functions (`p_h_given_v`, `p_v_given_h`, `free_energy`, `gibbs_step`, `cd_k_loss`,
+`log_partition`); the model takes replacements: `RBM(config, free_energy_fn=mine, gibbs_step_fn=mine,
+cd_loss_fn=mine)`, and
 `log_prob_exact(x, log_z=mine(W, b, c))` scores data with a log Z computed elsewhere.
 """
 
@@ -46,6 +47,7 @@ __all__ = [
     "p_v_given_h",
     "free_energy",
     "gibbs_step",
+    "cd_k_loss",
     "bernoulli_sample",
     "log_partition",
     "MAX_ENUMERATION_BITS",
@@ -84,6 +86,24 @@ def gibbs_step(v: Tensor, W: Tensor, b: Tensor, c: Tensor, *, generator: torch.G
     """One block-Gibbs sweep v -> h ~ p(h | v) -> v' ~ p(v | h): (B, D) -> (B, D) in {0, 1}."""
     h = bernoulli_sample(p_h_given_v(v, W, c), generator=generator)  # (B, H)
     return bernoulli_sample(p_v_given_h(h, W, b), generator=generator)  # (B, D)
+
+
+def cd_k_loss(v_data: Tensor, v_start: Tensor, k: int, free_energy_fn: Callable[[Tensor], Tensor],
+              gibbs_fn: Callable[..., Tensor], *, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """The CD-k surrogate and its negative samples: (loss (scalar), v_neg (B', D)).
+
+    v_neg: k block-Gibbs sweeps `gibbs_fn(v, generator=generator)` from v_start (B', D) (the data batch for
+    CD-k, the persistent chains for PCD-k), run without gradient. loss = mean F(v_data) - mean F(v_neg) with
+    F = `free_energy_fn` (B, D) -> (B,); its gradient in the parameters is the CD-k estimate of the gradient
+    of the mean negative log-likelihood.
+    """
+    if k < 1:
+        raise ValueError(f"k (Gibbs sweeps) must be >= 1, got {k}")
+    with torch.no_grad():
+        v_neg = v_start
+        for _ in range(k):
+            v_neg = gibbs_fn(v_neg, generator=generator)  # (B', D)
+    return free_energy_fn(v_data).mean() - free_energy_fn(v_neg).mean(), v_neg
 
 
 def _all_binary(n: int, start: int, stop: int, device, dtype) -> Tensor:
@@ -136,7 +156,12 @@ class RBMConfig:
 
 class RBM(nn.Module):
     """W, b, c as parameters; `loss(batch)` is the CD-k (or PCD-k) surrogate; batch = v or (v, y), any shape
-    (B, ...) with prod(...) = num_visible and values in [0, 1] (labels ignored)."""
+    (B, ...) with prod(...) = num_visible and values in [0, 1] (labels ignored).
+
+    Injected pieces (None: gmlib's): free_energy_fn(v, W, b, c) like `free_energy`, gibbs_step_fn(v, W, b, c, *,
+    generator) like `gibbs_step`, and cd_loss_fn(v_data, v_start, k, free_energy_fn, gibbs_fn, *, generator)
+    -> (loss, v_neg) like `cd_k_loss` (it receives this model's free energy and Gibbs sweep as (v) -> ...).
+    """
 
     def __init__(
         self,
@@ -144,6 +169,7 @@ class RBM(nn.Module):
         *,
         free_energy_fn: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor] | None = None,
         gibbs_step_fn: Callable[..., Tensor] | None = None,
+        cd_loss_fn: Callable[..., tuple[Tensor, Tensor]] | None = None,
     ):
         super().__init__()
         d, h = config.num_visible, config.num_hidden
@@ -154,6 +180,7 @@ class RBM(nn.Module):
         self.config = config
         self.free_energy_fn = free_energy_fn
         self.gibbs_step_fn = gibbs_step_fn
+        self.cd_loss_fn = cd_loss_fn
         self.W = nn.Parameter(0.01 * torch.randn(d, h))
         self.b = nn.Parameter(torch.zeros(d))
         self.c = nn.Parameter(torch.zeros(h))
@@ -161,8 +188,12 @@ class RBM(nn.Module):
             self.register_buffer("chains", torch.bernoulli(torch.full((config.num_chains, d), 0.5)))
 
     def cache_key(self) -> dict:
-        """What besides the config determines the trained weights: the injected functions' code."""
-        return {name: function_key(getattr(self, name)) for name in ("free_energy_fn", "gibbs_step_fn")}
+        """What besides the config determines the trained weights: the injected functions' code (cd_loss_fn's
+        key appears only when one is injected, so older cache keys stay valid)."""
+        key = {name: function_key(getattr(self, name)) for name in ("free_energy_fn", "gibbs_step_fn")}
+        if self.cd_loss_fn is not None:
+            key["cd_loss_fn"] = function_key(self.cd_loss_fn)
+        return key
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         """The usual RBM optimiser: SGD with the config's learning rate and momentum (pass to `fit`)."""
@@ -210,17 +241,15 @@ class RBM(nn.Module):
     def loss(self, batch) -> tuple[Tensor, dict[str, float]]:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         v_data = self.flatten(x)  # (B, D)
+        v_start = self.chains if self.config.persistent else v_data  # (num_chains or B, D)
+        cd, v_model = (self.cd_loss_fn or cd_k_loss)(v_data, v_start, self.config.k, self.free_energy, self.gibbs)
         with torch.no_grad():
-            v_model = self.chains if self.config.persistent else v_data
-            for _ in range(self.config.k):
-                v_model = self.gibbs(v_model)  # (B or num_chains, D)
             if self.config.persistent:
                 self.chains.copy_(v_model)
             recon = (v_data - self.reconstruct(v_data)).pow(2).sum(dim=1).mean()
-        f_data, f_model = self.free_energy(v_data), self.free_energy(v_model)  # (B,), (B',)
-        cd = f_data.mean() - f_model.mean()
+            f_data = self.free_energy(v_data).mean()
         loss = cd + 0.5 * self.config.l2 * self.W.pow(2).sum()
-        return loss, {"cd": cd.item(), "recon": recon.item(), "free_energy": f_data.mean().item()}
+        return loss, {"cd": cd.item(), "recon": recon.item(), "free_energy": f_data.item()}
 
     # -- sampling
     @torch.no_grad()

@@ -30,7 +30,8 @@ any object with `sample(n, generator=...)` returning either
 Its training data is `model.encode_indices(x)`, or `indices_to_levels(...)` of it for an image model.
 
 The pieces a lesson teaches are small pure functions (`vector_quantize`, `straight_through`, `vq_losses`,
-`perplexity`); `VQVAE(config, quantize_fn=mine)` trains with a student's own quantiser.
+`perplexity`); `VQVAE(config, quantize_fn=mine, straight_through_fn=mine, vq_losses_fn=mine)` trains with a
+student's own pieces.
 """
 
 from __future__ import annotations
@@ -132,7 +133,14 @@ class VQVAE(nn.Module):
     """Conv encoder to a (h, w) grid of D-vectors, nearest-code quantisation, conv decoder.
     `loss(batch)` is reconstruction + codebook + beta * commitment; batch = x or (x, y), labels ignored."""
 
-    def __init__(self, config: VQVAEConfig, *, quantize_fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None):
+    def __init__(
+        self,
+        config: VQVAEConfig,
+        *,
+        quantize_fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+        straight_through_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        vq_losses_fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+    ):
         super().__init__()
         if config.reconstruction not in ("mse", "bce"):
             raise ValueError(f"reconstruction must be 'mse' or 'bce', got {config.reconstruction!r}")
@@ -140,6 +148,8 @@ class VQVAE(nn.Module):
             raise ValueError("num_downsamples must be at least 1")
         self.config = config
         self.quantize_fn = quantize_fn
+        self.straight_through_fn = straight_through_fn  # like `straight_through`
+        self.vq_losses_fn = vq_losses_fn  # like `vq_losses`
         c, k, d = config.channels, config.codebook_size, config.code_dim
         stages = (c,) * config.num_downsamples
         self.encoder = nn.Sequential(
@@ -168,8 +178,13 @@ class VQVAE(nn.Module):
         self.register_buffer("code_histogram", torch.zeros(*self.grid_shape, k))  # counts per position
 
     def cache_key(self) -> dict:
-        """What besides the config determines the trained weights: the injected quantiser's code."""
-        return {"quantize_fn": function_key(self.quantize_fn)}
+        """What besides the config determines the trained weights: the injected functions' code (the
+        straight-through and loss functions only when given, so older keys stay valid)."""
+        key = {"quantize_fn": function_key(self.quantize_fn)}
+        for name in ("straight_through_fn", "vq_losses_fn"):
+            if getattr(self, name) is not None:
+                key[name] = function_key(getattr(self, name))
+        return key
 
     @staticmethod
     def _images(batch) -> Tensor:
@@ -201,9 +216,9 @@ class VQVAE(nn.Module):
         z_q, indices = self.quantize(z_e)  # (B, D, h, w), (B, h, w)
         if self.training:
             self._update_codebook(z_e.detach(), indices)
-        logits = self.decode(straight_through(z_e, z_q))  # (B, C, H, W)
+        logits = self.decode((self.straight_through_fn or straight_through)(z_e, z_q))  # (B, C, H, W)
         rec = self._reconstruction_loss(logits, x)
-        codebook_loss, commitment_loss = vq_losses(z_e, z_q)
+        codebook_loss, commitment_loss = (self.vq_losses_fn or vq_losses)(z_e, z_q)
         loss = rec + self.config.beta * commitment_loss
         if not self.config.ema:
             loss = loss + codebook_loss

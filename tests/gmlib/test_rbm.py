@@ -13,6 +13,7 @@ from gmlib.models.rbm import (
     RBM,
     RBMConfig,
     bernoulli_sample,
+    cd_k_loss,
     free_energy,
     gibbs_step,
     log_partition,
@@ -95,6 +96,53 @@ def test_free_energy_gradient_is_the_cd_statistic():
     ref = -(v.T @ p_h_given_v(v, model.W, model.c)) / 7
     torch.testing.assert_close(model.W.grad, ref.detach())
     torch.testing.assert_close(model.b.grad, -v.mean(0))
+
+
+def test_cd_k_loss_runs_k_sweeps_from_the_start_and_has_the_cd_gradient():
+    """Does cd_k_loss run exactly k sweeps from v_start (not from the data) with the generator, and is the gradient
+    of its loss in W the CD rule -<v p(h | v)^T>_data + <v p(h | v)^T>_samples?"""
+    model = tiny_rbm(5, 3, scale=1.0)
+    seen = []
+
+    def roll(v, *, generator=None):  # a deterministic "sweep": shift the bits by one place
+        seen.append(generator)
+        return v.roll(1, dims=1)
+
+    v_data = (torch.rand(4, 5, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    v_start = torch.eye(5)[:3]  # (B' = 3, D): not the data
+    g = torch.Generator()
+    fe = lambda v: free_energy(v, model.W, model.b, model.c)  # noqa: E731
+    loss, v_neg = cd_k_loss(v_data, v_start, 3, fe, roll, generator=g)
+    torch.testing.assert_close(v_neg, v_start.roll(3, dims=1))
+    assert seen == [g, g, g] and not v_neg.requires_grad
+    torch.testing.assert_close(loss, fe(v_data).mean() - fe(v_neg).mean())
+    (grad_w,) = torch.autograd.grad(loss, model.W)
+    stat = lambda v: v.T @ p_h_given_v(v, model.W, model.c) / v.shape[0]  # noqa: E731
+    torch.testing.assert_close(grad_w, (-stat(v_data) + stat(v_neg)).detach())
+    with pytest.raises(ValueError, match="k"):
+        cd_k_loss(v_data, v_start, 0, fe, roll)
+
+
+def test_injected_cd_loss_is_used_and_changes_the_cache_key():
+    """Does the RBM's loss call an injected cd_loss_fn with the chain start (the data for CD, the persistent chains
+    for PCD) and k, and store its samples as the persistent chains?"""
+    calls = []
+
+    def my_cd(v_data, v_start, k, free_energy_fn, gibbs_fn, *, generator=None):
+        calls.append((v_start.clone(), k))
+        return cd_k_loss(v_data, v_start, k, free_energy_fn, gibbs_fn, generator=generator)
+
+    x = torch.ones(2, 4)
+    for persistent in (False, True):
+        cfg = RBMConfig(num_visible=4, num_hidden=2, k=2, persistent=persistent, num_chains=5, image_shape=None)
+        torch.manual_seed(0)
+        model = RBM(cfg, cd_loss_fn=my_cd)
+        start = model.chains.clone() if persistent else x
+        model.loss(x)
+        torch.testing.assert_close(calls[-1][0], start)
+        assert calls[-1][1] == 2
+        assert model.cache_key() != RBM(cfg).cache_key()
+    assert RBM(cfg).cache_key() == {name: RBM(cfg).cache_key()[name] for name in ("free_energy_fn", "gibbs_step_fn")}
 
 
 # ------------------------------------------------------------------------------------------ exact quantities
@@ -225,7 +273,7 @@ def test_injected_functions_are_used_and_change_the_cache_key():
     model = RBM(cfg, free_energy_fn=my_free_energy, gibbs_step_fn=my_gibbs)
     model.loss(torch.ones(2, 4))
     model.sample(2, num_steps=4, generator=torch.Generator().manual_seed(0))
-    assert calls == {"F": 2, "gibbs": 7}
+    assert calls == {"F": 3, "gibbs": 7}  # F: the data and the samples in the loss, the data again for the log
     assert model.cache_key() != RBM(cfg).cache_key()
     assert model.cache_key() == RBM(cfg, free_energy_fn=my_free_energy, gibbs_step_fn=my_gibbs).cache_key()
 
