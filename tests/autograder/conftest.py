@@ -6,12 +6,14 @@ of the repository's solutions/ (found at collection time).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from autograder.course import generate_release, list_lessons, source_notebooks
@@ -104,3 +106,13 @@ def released(lesson: Lesson, tmp_path_factory: pytest.TempPathFactory) -> Path:
     if lesson.release_dir.is_dir():
         return lesson.release_dir
     return generate_release(lesson.root / SOURCE_DIR, lesson.name, tmp_path_factory.mktemp("release") / lesson.name)
+
+
+def with_answers(nb, answers: dict[str, str]) -> nbformat.NotebookNode:
+    """A copy of notebook `nb` whose cells with the given nbgrader grade ids get the given sources."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    for cell in nb.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+    return nb

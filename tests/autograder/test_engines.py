@@ -25,7 +25,7 @@ from nbgrader.api import Gradebook
 from autograder.course import generate_release
 from autograder.sandbox import probe
 
-from .conftest import CLI_TIMEOUT, FIXTURE_ROOT, REPO
+from .conftest import CLI_TIMEOUT, FIXTURE_ROOT, REPO, with_answers
 
 pytestmark = pytest.mark.slow
 
@@ -36,14 +36,7 @@ UNSAFE = ["--unsafe"] if probe() else []  # these tests are about the engines; t
 
 
 def _answer(nb, add: str, square: str):
-    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
-    for cell in nb.cells:
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if gid == "demo_add":
-            cell.source = add
-        elif gid == "demo_square":
-            cell.source = square
-    return nb
+    return with_answers(nb, {"demo_add": add, "demo_square": square})
 
 
 @pytest.fixture(scope="module")
