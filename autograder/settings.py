@@ -15,7 +15,7 @@ from traitlets.config import Config
 
 from .execute import GradingExecute
 from .expectations import CheckExpectations
-from .feedback import HideHiddenTestTracebacks
+from .feedback import HideHiddenTestTracebacks, RedactHiddenTests
 
 __all__ = ["nbgrader_config", "SOURCE_DIR", "RELEASE_DIR", "STATE_DIR", "CELL_TIMEOUT", "KERNEL_ENV", "COURSE_ID"]
 
@@ -85,7 +85,8 @@ def nbgrader_config(
     c.Autograde.autograde_preprocessors = autograde
     c.CheckExpectations.expectations_file = str(expectations_file)
     # nbgrader's feedback shows the autograded notebook, where the hidden tests were put back: hide them,
-    # and the traceback lines that would quote them.
+    # the traceback lines that would quote them, and any output of the student's code that quotes them.
     feedback = list(GenerateFeedback.preprocessors.default())
-    c.GenerateFeedback.preprocessors = feedback[:1] + [HideHiddenTestTracebacks, ClearHiddenTests] + feedback[1:]
+    hide = [HideHiddenTestTracebacks, RedactHiddenTests, ClearHiddenTests]
+    c.GenerateFeedback.preprocessors = feedback[:1] + hide + feedback[1:]
     return c

@@ -147,6 +147,13 @@ def _write_corpus(subs: Path, work: Path, released: Path, port: int, canaries: l
                str(REPO / "solutions"), "/etc/shadow", str(Path.home() / ".bash_history")]  # fmt: skip
     put("snoop", _answers(rel, mean=_snoop(targets, [str(c) for c in canaries])), 5.0)
     put("network", _answers(rel, mean=_network(port)), 5.0)
+    # every later test cell turned into `pass` by an input transformer: nothing fails inside the kernel, but
+    # the hidden tests' values are never exported, and the grader (outside the kernel) sees that
+    skip = ("def _skip(lines):\n    return ['pass\\n'] if any('visible tests' in line for line in lines) else lines\n\n"
+            "get_ipython().input_transformers_cleanup.append(_skip)\n\ndef mean_of(xs):\n    return 0.0\n")
+    put("skips_tests", _answers(rel, mean=skip, scale="def scale(xs, k):\n    return []\n"), 0.0)
+    # the scale cell runs after mean_of's test cell and prints the kernel's input history, hidden tests included
+    put("leaks_tests", _answers(rel, scale=SCALE + "\nprint(In)\nprint('\\n'.join(In))\n"), 5.0)
     flood = "for _ in range(100):\n    print('x' * 2**20)  # 100 MiB of output\n\n" + MEAN
     put("big_output", _answers(rel, mean=flood), 5.0)
 
@@ -236,10 +243,13 @@ def test_hostile_corpus_is_graded_safely(tmp_path: Path, cli, listener):
     # feedback: hidden tests and their tracebacks stay hidden; the report says "visible tests passed"
     fb = cli("--root", ROOT, "feedback", LESSON, "--workdir", work)
     assert fb.returncode == 0, fb.stderr
-    page = html.unescape(re.sub(r"<[^>]+>", "", (work / "feedback" / "one_wrong" / LESSON / "98_guard.html").read_text()))
-    for secret in ("BEGIN HIDDEN TESTS", "mean with negatives", "scale([1.5, -2.0, 0.0], -2.0)"):
-        assert secret not in page
-    assert "visible tests passed" in page and "all tests passed" not in page
+    for student in ("one_wrong", "leaks_tests"):  # the latter printed the hidden tests from inside its kernel
+        html_page = work / "feedback" / student / LESSON / NB.replace(".ipynb", ".html")
+        page = html.unescape(re.sub(r"<[^>]+>", "", html_page.read_text()))
+        for secret in ("BEGIN HIDDEN TESTS", "mean with negatives", "scale([1.5, -2.0, 0.0], -2.0)"):
+            assert secret not in page, (student, secret)
+        assert "visible tests passed" in page and "all tests passed" not in page
+    assert "output removed: it quoted a hidden test" in page
 
     # grading the same batch again (same settings; the number of jobs is no setting) changes nothing, runs nothing
     again = cli(*grade, "--jobs", 1)
