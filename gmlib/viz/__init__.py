@@ -8,13 +8,13 @@ from .flow_explorer import FlowExplorer, flow_explorer
 from .gan_explorer import GANTrainingExplorer, gan_training_explorer
 from .inpaint_explorer import InpaintExplorer, inpaint_explorer
 from .judge_widget import JudgeWidget, judge_widget, wilson_interval
-from .plots import image_grid, plot_history, show_images, to_png
+from .plots import image_grid, image_view, plot_history, show_images, to_png
 from .sampling_explorer import PixelSamplingExplorer, TextSamplingExplorer, pixel_sampling_explorer, text_sampling_explorer
 from .traversal_explorer import TraversalExplorer, traversal_explorer
 from .widgets import LatentExplorer, latent_explorer
 
 __all__ = [
-    "image_grid", "plot_history", "show_images", "to_png",
+    "image_grid", "image_view", "plot_history", "show_images", "to_png",
     "LatentExplorer", "latent_explorer",  # 02
     "CapacityExplorer", "capacity_explorer",  # 00
     "DenoiseExplorer", "denoise_explorer",  # 01

@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..models.density import GaussianMixture, GaussianMixtureConfig, HistogramDensity, KernelDensity
+from .plots import image_view
 
 __all__ = ["FAMILIES", "DEFAULT_CAPACITIES", "density_grid", "plot_density", "CapacityExplorer", "capacity_explorer"]
 
@@ -131,7 +132,7 @@ class CapacityExplorer(widgets.VBox):
         self.capacity.value = self.capacities[families[0]][len(self.capacities[families[0]]) // 2]
         self.alpha = widgets.Dropdown(options=[(f"{a:g}", float(a)) for a in alphas], value=float(alpha),
                                       description="pseudo-count")
-        self.image = widgets.Image(format="png")
+        self.image = image_view()
         self.info = widgets.HTML()
         self.status = widgets.HTML()
         super().__init__([self.family, widgets.HBox([self.capacity, self.alpha]), self.image, self.info, self.status])

@@ -25,7 +25,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .plots import image_grid, to_png
+from .plots import image_grid, image_view, to_png
 
 __all__ = ["ChainExplorer", "chain_explorer", "thin_trajectory", "trajectory_kind"]
 
@@ -110,7 +110,7 @@ class ChainExplorer(widgets.VBox):
         widgets.jslink((self.play, "value"), (self.step, "value"))  # the browser moves the slider while playing
         self.trail = widgets.IntSlider(value=trail, min=0, max=max(t - 1, 1), description="trail",
                                        layout=widgets.Layout(display="" if self.kind == "points" else "none"))
-        self.image = widgets.Image(format="png")
+        self.image = image_view()
         self.caption = widgets.HTML()
         self.status = widgets.HTML()
         super().__init__([widgets.HBox([self.play, self.step]), self.trail, self.caption, self.image, self.status])

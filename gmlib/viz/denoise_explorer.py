@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..device import device_of
 from ..models.ae import NOISE_KINDS, corrupt, reconstruction_error
-from .plots import to_png
+from .plots import image_view, to_png
 
 __all__ = ["DenoiseExplorer", "denoise_explorer", "squared_error"]
 
@@ -84,9 +84,9 @@ class DenoiseExplorer(widgets.VBox):
         self.seed = widgets.IntText(value=seed, description="noise seed")
         names = ["clean x", "noisy input", *self.models]
         self.titles = {n: widgets.HTML(f"<b>{n}</b>") for n in names}
-        self.panels = {n: widgets.Image(format="png") for n in names}
+        self.panels = {n: image_view() for n in names}
         self.errors = {n: widgets.HTML() for n in names}
-        self.curve = widgets.Image(format="png")
+        self.curve = image_view()
         self.status = widgets.HTML()
         row = widgets.HBox([widgets.VBox([self.titles[n], self.panels[n], self.errors[n]]) for n in names])
         super().__init__([widgets.HBox([self.kind, self.noise]), widgets.HBox([self.index, self.seed]), row,

@@ -25,7 +25,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .plots import image_grid, to_png
+from .plots import image_grid, image_view, to_png
 
 __all__ = ["DiffusionExplorer", "diffusion_explorer", "scatter_png"]
 
@@ -92,8 +92,8 @@ class DiffusionExplorer(widgets.VBox):
                                                   description="input", layout=widgets.Layout(
                                                       display="" if self.kind == "image" else "none"))
         self.noise_seed = widgets.BoundedIntText(value=0, min=0, max=10**6, description="noise seed")
-        self.forward_image = widgets.Image(format="png")
-        self.forward_strip = widgets.Image(format="png")
+        self.forward_image = image_view()
+        self.forward_strip = image_view()
         self.forward_info = widgets.HTML()
 
         # reverse tab
@@ -108,8 +108,8 @@ class DiffusionExplorer(widgets.VBox):
                                             layout=widgets.Layout(display="" if self.num_classes else "none"))
         self.step_slider = widgets.IntSlider(value=0, min=0, max=default_steps, description="step",
                                              continuous_update=True, layout=widgets.Layout(width="420px"))
-        self.reverse_image = widgets.Image(format="png")
-        self.reverse_strip = widgets.Image(format="png")
+        self.reverse_image = image_view()
+        self.reverse_strip = image_view()
         self.reverse_info = widgets.HTML()
         self.status = widgets.HTML()
 

@@ -35,7 +35,7 @@ from ..models.flows import (
     density_grid,
     layer_outputs,
 )
-from .plots import image_grid, to_png
+from .plots import image_grid, image_view, to_png
 
 __all__ = ["FlowExplorer", "flow_explorer", "describe_layer"]
 
@@ -118,7 +118,7 @@ class FlowExplorer(widgets.VBox):
                                              layout=widgets.Layout(display="" if self.is_2d else "none"))
         self.show_data = widgets.Checkbox(value=data is not None, description="data", indent=False,
                                           layout=widgets.Layout(display="" if data is not None else "none"))
-        self.image = widgets.Image(format="png")
+        self.image = image_view()
         self.caption = widgets.HTML()
         self.status = widgets.HTML()
         super().__init__([widgets.HBox([self.play, self.layer, self.temperature]),

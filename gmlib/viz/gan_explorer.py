@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..checkpoints import checkpoint_path, load_or_train
 from ..models.gan import discriminator_surface
 from ..train import History
-from .plots import image_grid, to_png
+from .plots import image_grid, image_view, to_png
 
 __all__ = [
     "Snapshot",
@@ -293,7 +293,7 @@ class GANTrainingExplorer(widgets.VBox):
         )
         self.play = widgets.Play(value=0, min=0, max=self.slider.max, interval=300, description="play")
         widgets.jslink((self.play, "value"), (self.slider, "value"))
-        self.image = widgets.Image(format="png")
+        self.image = image_view()
         self.caption = widgets.HTML()
         self.status = widgets.HTML()
         super().__init__([self.run_select, widgets.HBox([self.play, self.slider]), self.image, self.caption, self.status])

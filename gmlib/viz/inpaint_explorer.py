@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..applications import MASK_KINDS, make_mask
-from .plots import image_grid, to_png
+from .plots import image_grid, image_view, to_png
 
 __all__ = ["InpaintExplorer", "inpaint_explorer", "hidden_rmse"]
 
@@ -57,9 +57,9 @@ class InpaintExplorer(widgets.VBox):
         self.fraction = widgets.FloatSlider(value=fraction, min=0.05, max=0.95, step=0.05, description="hidden",
                                             continuous_update=False)
         self.seed = widgets.IntText(value=seed, description="seed")
-        self.original = widgets.Image(format="png")
-        self.masked = widgets.Image(format="png")
-        self.completions = widgets.Image(format="png")
+        self.original = image_view()
+        self.masked = image_view()
+        self.completions = image_view()
         self.errors = widgets.HTML()
         self.status = widgets.HTML()
         panels = [widgets.VBox([widgets.HTML(f"<b>{title}</b>"), img]) for title, img in

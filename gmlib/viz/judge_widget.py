@@ -24,7 +24,7 @@ import ipywidgets as widgets
 import torch
 from torch import Tensor
 
-from .plots import image_grid, to_png
+from .plots import image_grid, image_view, to_png
 
 __all__ = ["wilson_interval", "Trial", "JudgeWidget", "judge_widget"]
 
@@ -78,7 +78,7 @@ class JudgeWidget(widgets.VBox):
             raise ValueError(f"num_trials must be at least 1, got {num_trials}")
         self.real, self.fake = real.detach().float().cpu(), fake.detach().float().cpu()
         self.num_trials, self.seed, self.scale, self.z = num_trials, seed, scale, z
-        self.image = widgets.Image(format="png")
+        self.image = image_view()
         self.left_button = widgets.Button(description="left is real")
         self.right_button = widgets.Button(description="right is real")
         self.restart_button = widgets.Button(description="start again")

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..train import History
 
-__all__ = ["image_grid", "to_png", "show_images", "plot_history"]
+__all__ = ["image_grid", "image_view", "to_png", "show_images", "plot_history"]
 
 
 def image_grid(images: Tensor, nrow: int = 8, padding: int = 1, pad_value: float = 1.0) -> Tensor:
@@ -51,6 +51,14 @@ def to_png(image: Tensor, scale: int = 1) -> bytes:
     pil.save(buf, format="PNG")
     return buf.getvalue()
 
+
+
+def image_view():
+    """An ipywidgets Image for `to_png` bytes that keeps the picture's aspect ratio: not stretched to the height
+    of the row it sits in (flex boxes stretch their items by default), scaled to fit if it is squeezed."""
+    import ipywidgets as widgets
+
+    return widgets.Image(format="png", layout=widgets.Layout(object_fit="contain", align_self="flex-start"))
 
 def show_images(images: Tensor, nrow: int = 8, title: str | None = None, size: float = 0.6) -> Figure:
     """A figure of images (B, C, H, W) in [0, 1] as a grid; `size` is inches per image."""

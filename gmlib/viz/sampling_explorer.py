@@ -22,7 +22,7 @@ from ..device import device_of
 from ..models.pixelcnn import raster_order
 from ..models.text import apply_temperature, top_k_filter
 from ..nn.masked import input_gradient_map
-from .plots import image_grid, to_png
+from .plots import image_grid, image_view, to_png
 
 __all__ = [
     "PixelSamplingExplorer",
@@ -99,8 +99,8 @@ class PixelSamplingExplorer(widgets.VBox):
         widgets.jslink((self.play, "value"), (self.step, "value"))
         self.which = widgets.IntSlider(value=0, min=0, max=num_samples - 1, description="sample")
         self.show_field = widgets.Checkbox(value=False, description="show what the red pixel sees")
-        self.image = widgets.Image(format="png")
-        self.zoom = widgets.Image(format="png")
+        self.image = image_view()
+        self.zoom = image_view()
         self.info = widgets.HTML()
         self.status = widgets.HTML()
         super().__init__(

@@ -22,7 +22,7 @@ import ipywidgets as widgets
 import torch
 from torch import Tensor
 
-from .plots import image_grid, to_png
+from .plots import image_grid, image_view, to_png
 
 __all__ = ["TraversalExplorer", "traversal_explorer", "latent_traversal"]
 
@@ -83,8 +83,8 @@ class TraversalExplorer(widgets.VBox):
                                        description="start at")
         self.sliders = [widgets.FloatSlider(value=0.0, min=-span, max=span, step=0.05, description=f"z[{j}]")
                         for j in range(d)]
-        self.image = widgets.Image(format="png")
-        self.grid = widgets.Image(format="png")
+        self.image = image_view()
+        self.grid = image_view()
         self.table = widgets.HTML()
         self.status = widgets.HTML()
         left = widgets.VBox([self.index, *self.sliders, self.image])

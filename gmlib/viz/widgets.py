@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..device import device_of
-from .plots import image_grid, to_png
+from .plots import image_grid, image_view, to_png
 
 __all__ = ["LatentExplorer", "latent_explorer"]
 
@@ -50,20 +50,20 @@ class LatentExplorer(widgets.VBox):
         self.reset_button = widgets.Button(description="reset to 0")
         self.class_select = widgets.Dropdown(options=list(range(max(num_classes, 1))), value=0, description="class",
                                              layout=widgets.Layout(display="" if num_classes else "none"))
-        self.image = widgets.Image(format="png")
+        self.image = image_view()
         dims = list(range(latent_dim))
         self.dim_x = widgets.Dropdown(options=dims, value=0, description="x dim")
         self.dim_y = widgets.Dropdown(options=dims, value=min(1, latent_dim - 1), description="y dim")
         self.grid_size = widgets.IntSlider(value=9, min=3, max=15, description="grid")
         self.grid_span = widgets.FloatSlider(value=span, min=0.5, max=2 * span, step=0.25, description="span")
-        self.grid_image = widgets.Image(format="png")
+        self.grid_image = image_view()
         count = 0 if inputs is None else len(inputs)
         self.index_a = widgets.BoundedIntText(value=0, min=0, max=max(count - 1, 0), description="input A")
         self.index_b = widgets.BoundedIntText(value=min(1, max(count - 1, 0)), min=0, max=max(count - 1, 0),
                                               description="input B")
         self.interp_t = widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="t")
-        self.interp_image = widgets.Image(format="png")
-        self.interp_strip = widgets.Image(format="png")
+        self.interp_image = image_view()
+        self.interp_strip = image_view()
         self.status = widgets.HTML()
 
         tabs = [widgets.VBox([widgets.HBox([widgets.VBox(self.sliders + [self.reset_button]), self.image])]),

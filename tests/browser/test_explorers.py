@@ -48,6 +48,14 @@ def drag_and_compare(lab, output, label: str, to: float, name: str) -> tuple[str
     after_png = lab.shot(f"{name}-after", output)
     assert after_src != before_src, f"{name}: the image kept its source after {label} moved {values}"
     assert after_png != before_png, f"{name}: the explorer looks the same after {label} moved {values}"
+    # drawn with the picture's own proportions (a flex row stretches an image to its height unless told not to)
+    natural_w, natural_h, shown_w, shown_h = image.evaluate(
+        "img => [img.naturalWidth, img.naturalHeight, img.clientWidth, img.clientHeight]"
+    )
+    assert shown_w > 0 and shown_h > 0, f"{name}: the image is not shown ({shown_w} x {shown_h} px)"
+    assert abs(shown_w / shown_h - natural_w / natural_h) < 0.02 * natural_w / natural_h, (
+        f"{name}: a {natural_w} x {natural_h} picture is drawn {shown_w} x {shown_h} px (stretched)"
+    )
     return values
 
 
