@@ -38,8 +38,8 @@ def collect(cell: NotebookNode, remove: bool = True) -> list[dict]:
     found, kept = [], []
     for out in cell.get("outputs", []):
         data = out.get("data", {}) if out.get("output_type") in ("display_data", "execute_result") else {}
-        if MIME in data:
-            found.append(data[MIME])
+        if MIME in data:  # as plain JSON data: a notebook read back holds NotebookNode, not dict, for objects
+            found.append(json.loads(json.dumps(data[MIME])))
         else:
             kept.append(out)
     if remove and cell.get("cell_type") == "code":
