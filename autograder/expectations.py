@@ -132,6 +132,9 @@ def record(source: Path, execute_config) -> dict[str, list[dict]]:
             continue
         gid = cell.metadata.nbgrader["grade_id"]
         errors = [f"{o.ename}: {o.evalue}" for o in cell.outputs if o.output_type == "error"]
+        # nbgrader scores a graded cell that wrote to stderr 0 (a warning is enough), so the solution must not
+        errors += [f"wrote to stderr: {o.text.strip()[:300]}" for o in cell.outputs
+                   if o.output_type == "stream" and o.name == "stderr"]  # fmt: skip
         if errors:
             broken.append(f"{gid}: {errors[0]}")
         records = collect(cell, remove=False)

@@ -18,7 +18,7 @@ from autograder.expect import MIME, to_plain
 from autograder.expectations import collect, compare
 
 
-def record(name: str, value, rtol: float = 1e-5, atol: float = 1e-8) -> dict:
+def record_of(name: str, value, rtol: float = 1e-5, atol: float = 1e-8) -> dict:
     return {"name": name, "value": to_plain(value), "rtol": rtol, "atol": atol}
 
 
@@ -63,11 +63,11 @@ def test_values_read_back_from_a_notebook_match_the_solution():
     """Does a cell whose exports equal the solution's (tensors, dicts, lists, floats within tolerance), read back
     from a saved notebook, pass the comparison?"""
     values = {"kl": torch.tensor([0.5, 1.25]), "stats": {"mean": 0.1, "n": 3}, "path": [[0.0, 1.0]], "ok": True}
-    expected = solution(*(record(k, v, atol=1e-6) for k, v in values.items()))
-    got = exported(*(record(k, v) for k, v in values.items()))
+    expected = solution(*(record_of(k, v, atol=1e-6) for k, v in values.items()))
+    got = exported(*(record_of(k, v) for k, v in values.items()))
     assert compare(expected, got) == []
     nearly = dict(values, kl=torch.tensor([0.5 + 5e-7, 1.25]), stats={"mean": 0.1 + 5e-7, "n": 3})
-    assert compare(expected, exported(*(record(k, v) for k, v in nearly.items()))) == []
+    assert compare(expected, exported(*(record_of(k, v) for k, v in nearly.items()))) == []
 
 
 @pytest.mark.parametrize(
@@ -82,25 +82,58 @@ def test_values_read_back_from_a_notebook_match_the_solution():
 )
 def test_a_different_value_fails_and_says_how_without_showing_it(value, why):
     """Is a value of another dtype, shape, type or content named as such, without the expected value?"""
-    expected = solution(record("kl", torch.tensor([0.5, 1.25]), atol=1e-6))
-    assert compare(expected, exported(record("kl", value))) == [f"hidden check 'kl': the value {why}"]
+    expected = solution(record_of("kl", torch.tensor([0.5, 1.25]), atol=1e-6))
+    assert compare(expected, exported(record_of("kl", value))) == [f"hidden check 'kl': the value {why}"]
 
 
 def test_missing_repeated_and_unknown_exports_fail():
     """Is a value never exported (the test stopped, or the cell was skipped), exported twice, or under a name the
     solution never used, each a failure; and are a tolerance or a type claimed by the student ignored?"""
-    expected = solution(record("a", 1.0), record("b", 2))
+    expected = solution(record_of("a", 1.0), record_of("b", 2))
     assert compare(expected, exported()) == [
         "hidden check 'a': no value was produced (the test stopped before it)",
         "hidden check 'b': no value was produced (the test stopped before it)",
     ]
-    twice = compare(expected, exported(record("a", 1.0), record("a", 1.0), record("b", 2)))
+    twice = compare(expected, exported(record_of("a", 1.0), record_of("a", 1.0), record_of("b", 2)))
     assert twice == ["hidden check 'a': a value was given 2 times"]
-    extra = compare(expected, exported(record("a", 1.0), record("b", 2), record("c", 0)))
+    extra = compare(expected, exported(record_of("a", 1.0), record_of("b", 2), record_of("c", 0)))
     assert extra == ["values exported under unknown names: c"]
-    loose = compare(expected, exported(record("a", 1.5, rtol=1.0, atol=1.0), record("b", 2)))
+    loose = compare(expected, exported(record_of("a", 1.5, rtol=1.0, atol=1.0), record_of("b", 2)))
     assert loose == ["hidden check 'a': the value differs from the expected value"]
-    assert compare(expected, exported(record("a", 1, atol=0.0), record("b", 2.0))) == []  # JSON: 1 == 1.0
-    assert compare(solution(record("t", True)), exported(record("t", 1))) == [
+    assert compare(expected, exported(record_of("a", 1, atol=0.0), record_of("b", 2.0))) == []  # JSON: 1 == 1.0
+    assert compare(solution(record_of("t", True)), exported(record_of("t", 1))) == [
         "hidden check 't': the value has type int, not the expected type"
     ]
+
+
+def _graded(source: str, grade_id: str) -> nbformat.NotebookNode:
+    cell = new_code_cell(source)
+    cell.metadata["nbgrader"] = {"grade": True, "grade_id": grade_id, "locked": True, "points": 1,
+                                 "schema_version": 3, "solution": False, "task": False}  # fmt: skip
+    return cell
+
+
+@pytest.mark.slow
+def test_recording_keeps_plain_values_and_refuses_a_solution_that_would_lose_points(tmp_path):
+    """Does recording the solution's run keep each graded cell's exports as plain JSON (a tensor included), and
+    refuse a solution whose graded cell writes to stderr (nbgrader would score it 0, a warning is enough)?"""
+    from autograder.expectations import record
+    from autograder.settings import nbgrader_config
+
+    export = "import torch\nfrom autograder.expect import expect\nexpect('t', torch.arange(3.0))\n"
+    nb = new_notebook(cells=[_graded(export + "expect('n', 2)\n", "test_a")])
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "good.ipynb")
+    config = nbgrader_config(tmp_path, sandbox=False)
+    found = record(tmp_path / "good.ipynb", config)
+    assert found == {"test_a": [
+        {"name": "t", "value": {"shape": [3], "dtype": "float32", "values": [0.0, 1.0, 2.0]}, "rtol": 1e-5, "atol": 1e-8},
+        {"name": "n", "value": 2, "rtol": 1e-5, "atol": 1e-8},
+    ]}  # fmt: skip
+    assert type(found["test_a"][0]["value"]) is dict
+    assert compare(found["test_a"], exported(record_of("t", torch.arange(3.0)), record_of("n", 2))) == []
+
+    nb.cells.append(_graded(export.replace("'t'", "'w'") + "import warnings\nwarnings.warn('careful')\n", "test_b"))
+    nbformat.write(nb, tmp_path / "warns.ipynb")
+    with pytest.raises(RuntimeError, match="test_b: wrote to stderr: .*careful"):
+        record(tmp_path / "warns.ipynb", config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -97,3 +98,19 @@ def test_no_graded_cell_claims_all_tests_passed(lesson):
               for cell in nbformat.read(path, as_version=4).cells
               if cell.cell_type == "code" and "all tests passed" in cell.source.lower()]  # fmt: skip
     assert not claims, f"cells that claim 'all tests passed' (say 'visible tests passed'): {claims}"
+
+
+def test_every_graded_cell_exports_values_for_the_grader(repo_lesson):
+    """Does every graded test cell of a lesson export, in its hidden tests, values that the grader compares
+    outside the student's kernel (autograder.expect), so no cell is decided by the kernel alone?"""
+    bare = []
+    for path in repo_lesson.notebooks:
+        for cell in nbformat.read(path, as_version=4).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+                continue
+            hidden = re.findall(r"BEGIN HIDDEN TESTS\n(.*?)END HIDDEN TESTS", cell.source, flags=re.S)
+            if not any(re.search(r"^\s*expect\(", block, flags=re.M) for block in hidden):
+                bare.append(meta["grade_id"])
+    assert not bare, f"graded cells whose hidden tests export nothing (see README, Writing hidden tests): {bare}"
+

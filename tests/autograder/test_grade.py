@@ -1,7 +1,10 @@
 """End to end through the real CLI: a batch of known submissions graded, then feedback and export.
 
 The batch is built from the lesson itself: the released notebook with every answer filled in from the
-solutions (full marks), untouched (zero), with all answers but one (loses exactly that exercise's points),
+solutions (full marks), blank but skipping every later cell from inside its kernel ("tampered": zero, which only
+the hidden tests' values compared outside the kernel can give; the blank notebook as released is checked cell by
+cell in test_released.py), with every answer but the first and the last (loses exactly their tests' points;
+the fixture lesson stubs one exercise at a time),
 and a file that is not JSON. Answer cells and their tests are paired by order: the graded test cells after an
 answer cell, up to the next answer cell, test it.
 """
@@ -23,6 +26,15 @@ from autograder.course import generate_release
 pytestmark = pytest.mark.slow
 
 DAMAGED = '{"cells": [\n  {\n    oops\n'
+# A student who answers nothing but stops the kernel from running any later cell (an input transformer turns
+# each into `pass`): inside the kernel every graded cell then "passes", and nbgrader alone gives full marks.
+# Only the hidden tests' values, compared outside the kernel (autograder.expect), can still fail them.
+TAMPER = """def _skip(lines):
+    return ["pass\\n"]
+
+
+get_ipython().input_transformers_cleanup.append(_skip)
+"""
 
 
 @dataclass
@@ -52,10 +64,10 @@ def autograded_points(source: nbformat.NotebookNode) -> dict[str, float]:
     }
 
 
-def answered(released: nbformat.NotebookNode, exercises: list[Exercise], skip: str = "") -> nbformat.NotebookNode:
-    """The released notebook with every answer cell but `skip` given its solution."""
+def answered(released: nbformat.NotebookNode, exercises: list[Exercise], skip=()) -> nbformat.NotebookNode:
+    """The released notebook with every answer cell but those in `skip` (answer ids) given its solution."""
     nb = nbformat.from_dict(released)
-    solutions = {e.answer_id: e.solution for e in exercises if e.answer_id != skip}
+    solutions = {e.answer_id: e.solution for e in exercises if e.answer_id not in skip}
     for cell in nb.cells:
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if nbutils.is_solution(cell) and grade_id in solutions:
@@ -69,7 +81,7 @@ class Batch:
     workdir: Path
     submissions: Path
     points: dict[str, float]  # grade_id -> points of the autograded test cells
-    stubbed: dict[str, Exercise]  # student -> the exercise left unanswered
+    stubbed: dict[str, list[Exercise]]  # student -> the exercises left unanswered
     returncode: int
     stderr: str
 
@@ -82,7 +94,7 @@ class Batch:
             return {row["student"]: row for row in csv.DictReader(f)}
 
 
-def _write_batch(lesson, released_dir: Path, subs: Path) -> tuple[dict[str, float], dict[str, Exercise]]:
+def _write_batch(lesson, released_dir: Path, subs: Path) -> tuple[dict[str, float], dict[str, list[Exercise]]]:
     """Write the batch into `subs`; returns the autograded points and the stubbed students."""
     (source_path,) = lesson.notebooks  # lessons have one notebook each
     source = nbformat.read(source_path, as_version=4)
@@ -90,10 +102,10 @@ def _write_batch(lesson, released_dir: Path, subs: Path) -> tuple[dict[str, floa
     found = exercises(source)
     assert found, f"{source_path} has no autograded answer cell"
     name = source_path.name
-    targets = {found[0].answer_id: found[0], found[-1].answer_id: found[-1]}  # first and last exercise
     if lesson.is_fixture:
-        targets = {e.answer_id: e for e in found}
-    stubbed = {f"stub_{answer_id}": e for answer_id, e in targets.items()}
+        stubbed = {f"stub_{e.answer_id}": [e] for e in found}
+    else:  # one notebook for both: a middle exercise's test that needs the first answer still shows up
+        stubbed = {"stub_first_and_last": [found[0], found[-1]]}
 
     def put(student: str, nb_or_text, filename: str = name) -> None:
         path = subs / student / filename
@@ -104,10 +116,16 @@ def _write_batch(lesson, released_dir: Path, subs: Path) -> tuple[dict[str, floa
             nbformat.write(nb_or_text, path)
 
     put("solution", answered(released, found))
-    put("untouched", released)
-    for student, exercise in stubbed.items():
-        put(student, answered(released, found, skip=exercise.answer_id))
+    for student, stubs in stubbed.items():
+        put(student, answered(released, found, skip={e.answer_id for e in stubs}))
     put("damaged", DAMAGED)
+    if lesson.is_fixture:  # its hidden tests decide inside the kernel; the lessons' must not (see tampered)
+        put("untouched", released)
+    else:
+        tampered = nbformat.from_dict(released)
+        first = next(c for c in tampered.cells if nbutils.is_solution(c) and not nbutils.is_grade(c))
+        first.source = TAMPER + "\n" + first.source
+        put("tampered", tampered)
     if lesson.is_fixture:  # the other layouts, an unusable id, a wrong answer the hidden tests catch
         put("nested", answered(released, found), f"{lesson.name}/{name}")
         put("renamed", answered(released, found), "my work.ipynb")
@@ -128,7 +146,7 @@ def test_known_submissions_are_graded_as_expected(lesson, released: Path, tmp_pa
     batch = Batch(lesson, workdir, subs, points, stubbed, done.returncode, done.stderr)
     assert batch.csv.is_file(), done.stderr
 
-    problems = full_marks(batch) + zero(batch) + one_unanswered(batch) + damaged(batch)
+    problems = full_marks(batch) + zero(batch) + one_unanswered(batch) + damaged(batch) + tampered(batch)
     if lesson.is_fixture:
         problems += fixture_cases(batch) + regrading(batch, cli)
     problems += feedback(batch, cli, released) + export(batch, cli)
@@ -146,16 +164,30 @@ def full_marks(batch: Batch) -> list[str]:
 
 def zero(batch: Batch) -> list[str]:
     """Does an untouched student notebook score zero?"""
-    row = batch.rows()["untouched"]
+    row = batch.rows().get("untouched")
+    if row is None:
+        return []
     return [] if row["status"] == "ok" and float(row["score"]) == 0 else [f"untouched does not score 0: {row}"]
 
 
+def tampered(batch: Batch) -> list[str]:
+    """Does a blank notebook that skips every later cell inside its kernel (see TAMPER) still score zero?"""
+    row = batch.rows().get("tampered")
+    if row is None:
+        return []
+    if row["status"] != "ok" or float(row["score"]) != 0:
+        passed = sorted(g for g in batch.points if float(row[g]) > 0)
+        return [f"tampered scores {row['score']} (status {row['status']}); graded cells passed: {passed}"]
+    return []
+
+
 def one_unanswered(batch: Batch) -> list[str]:
-    """Does leaving one answer as the stub lose exactly the points of that exercise's tests?"""
+    """Does leaving answers as the stubs lose exactly the points of those exercises' tests?"""
     problems = []
-    for student, exercise in batch.stubbed.items():
+    for student, stubs in batch.stubbed.items():
         row = batch.rows()[student]
-        expected = {g: 0.0 if g in exercise.tests else p for g, p in batch.points.items()}
+        lost = {g for e in stubs for g in e.tests}
+        expected = {g: 0.0 if g in lost else p for g, p in batch.points.items()}
         got = {g: float(row[g]) for g in batch.points}
         if row["status"] != "ok" or got != expected or float(row["score"]) != sum(expected.values()):
             problems.append(f"{student}: expected {expected} (total {sum(expected.values())}), got {row}")
@@ -173,7 +205,8 @@ def damaged(batch: Batch) -> list[str]:
         problems.append(f"damaged: unclear reason {rows['damaged']['reason']!r}")
     if batch.returncode != 1 or path not in batch.stderr:
         problems.append(f"grade exited {batch.returncode} without naming {path}: {batch.stderr[-2000:]}")
-    not_graded = {"solution", "untouched", *batch.stubbed} - {s for s, r in rows.items() if r["status"] == "ok"}
+    expected = {"solution", "untouched" if batch.lesson.is_fixture else "tampered", *batch.stubbed}
+    not_graded = expected - {s for s, r in rows.items() if r["status"] == "ok"}
     return problems + ([f"not graded: {sorted(not_graded)}"] if not_graded else [])
 
 
