@@ -52,7 +52,7 @@ lab-instructor: setup  ## JupyterLab on the whole repository with nbgrader's ins
 
 test: setup  ## every test: gmlib units, course generation, end-to-end grading, then every notebook (FAST mode)
 	@cache=$$(mktemp -d); trap 'rm -rf "$$cache"' EXIT; status=0; \
-	GMLIB_FAST=1 GMLIB_CACHE=$$cache $(BIN)/python -m pytest -n $(JOBS) --dist worksteal \
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 GMLIB_FAST=1 GMLIB_CACHE=$$cache $(BIN)/python -m pytest -n $(JOBS) --dist worksteal \
 	    -p no:cacheprovider --durations=25 tests $(PYTEST_ARGS) || status=$$?; \
 	OMP_NUM_THREADS=1 GMLIB_FAST=1 GMLIB_CACHE=$$cache $(BIN)/python -m pytest -n $(JOBS) --dist loadfile \
 	    --nbval-lax --nbval-current-env -p no:cacheprovider --durations=10 solutions $(PYTEST_ARGS) || status=$$?; \
