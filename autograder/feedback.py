@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from nbconvert.exporters.exporter import ResourcesDict
-from nbformat.notebooknode import NotebookNode
+from nbformat.notebooknode import NotebookNode, from_dict
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
@@ -90,5 +90,5 @@ class RedactHiddenTests(NbGraderPreprocessor):
 
         for cell in nb.cells:
             if cell.cell_type == "code":
-                cell.outputs = [NotebookNode(clean(dict(o))) for o in cell.get("outputs", [])]
+                cell.outputs = [from_dict(clean(o)) for o in cell.get("outputs", [])]  # NotebookNodes all the way down
         return nb, resources
