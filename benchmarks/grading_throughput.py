@@ -209,12 +209,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def markdown(r: dict) -> str:
+    cores = int(r["machine"].split(", ")[1].split()[0]) if ", " in r["machine"] else os.cpu_count() or 1
+    busy = r["load_average_after"][0] > cores  # 1-minute load: the grader itself keeps at most `cores` busy
+    load = "so wall times are inflated by other work on the machine; CPU times much less" if busy else "no other work"
     lines = [
         "# Grading throughput",
         "",
         f"Measured {r['measured']} ({r['machine']}; load average {r['load_average_after']} after the runs, "
-        "so wall times are inflated by other work on the machine; CPU times much less) with "
-        "`python benchmarks/grading_throughput.py`.",
+        f"{load}) with `python benchmarks/grading_throughput.py`.",
         f"Batch: lesson {r['lesson']}, {r['submissions']} submissions, FAST mode, every notebook with a cold "
         f"checkpoint cache; every tool gave the same scores ({sorted(set(r['scores'].values()))}). Torch threads per "
         f"kernel: 1 in the sandbox, {r['threads_unsandboxed']} in the others.",
