@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "measured": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {cores} cores",
+        "cores": cores,
         "lesson": args.lesson,
         "threads_unsandboxed": args.threads,
         "submissions": n,
@@ -209,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def markdown(r: dict) -> str:
-    cores = int(r["machine"].split(", ")[1].split()[0]) if ", " in r["machine"] else os.cpu_count() or 1
-    busy = r["load_average_after"][0] > cores  # 1-minute load: the grader itself keeps at most `cores` busy
+    busy = r["load_average_after"][0] > r["cores"]  # 1-minute load: the grader itself keeps at most `cores` busy
     load = "so wall times are inflated by other work on the machine; CPU times much less" if busy else "no other work"
     lines = [
         "# Grading throughput",

@@ -23,6 +23,8 @@ from nbgrader import utils as nbutils
 
 from autograder.course import generate_release
 
+from .conftest import with_answers
+
 pytestmark = pytest.mark.slow
 
 DAMAGED = '{"cells": [\n  {\n    oops\n'
@@ -66,13 +68,7 @@ def autograded_points(source: nbformat.NotebookNode) -> dict[str, float]:
 
 def answered(released: nbformat.NotebookNode, exercises: list[Exercise], skip=()) -> nbformat.NotebookNode:
     """The released notebook with every answer cell but those in `skip` (answer ids) given its solution."""
-    nb = nbformat.from_dict(released)
-    solutions = {e.answer_id: e.solution for e in exercises if e.answer_id not in skip}
-    for cell in nb.cells:
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if nbutils.is_solution(cell) and grade_id in solutions:
-            cell.source = solutions[grade_id]
-    return nb
+    return with_answers(released, {e.answer_id: e.solution for e in exercises if e.answer_id not in skip})
 
 
 @dataclass
